@@ -1,0 +1,3 @@
+"""pytest-codeeval: benchmark code LLMs inside pytest."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,290 @@
+"""The catalog: models, datasets, categories and presets, from TOML.
+
+The suite ships its catalog as TOML files in ``pytest_codeeval/catalog/``.
+Users extend or override entries from ``[tool.codeeval]`` in their
+pyproject.toml and from a file given with ``--catalog FILE`` (applied last).
+An override of an existing entry may name only the fields it changes; a new
+entry must be complete.  Every field is checked here, so a typo in a user's
+catalog is a usage error that names the entry, the field and the fix, before
+anything is loaded.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import CatalogError
+from .items import TASK_TYPES
+
+CATALOG_DIR = Path(__file__).parent / "catalog"
+SECTIONS = ("models", "datasets", "categories", "presets")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    hf_id: str
+    kind: str  # "chat" | "base"
+    family: str
+    dtype: str
+    max_model_len: int
+    tensor_parallel_size: int = 1
+    reasoning: bool = False
+    revision: str = ""
+    source: str = "hf"  # "hf" | "smollm2_package" | "path"
+    path: str = ""  # a local weights folder, for source = "path"
+    system_prompt: str = ""
+    engine: dict[str, Any] = field(default_factory=dict)  # preset overrides
+
+    @property
+    def chat(self) -> bool:
+        return self.kind == "chat"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    task_type: str
+    loader: str
+    scorer: str
+    description: str = ""
+    offline: bool = False
+    hf_id: str = ""
+    hf_config: str = ""
+    hf_split: str = ""
+    hf_files: tuple[str, ...] = ()
+    local_path: str = ""
+    max_new_tokens: int = 512
+    source_url: str = ""
+
+
+@dataclass(frozen=True)
+class CategorySpec:
+    name: str
+    description: str
+    models: tuple[str, ...]
+    datasets: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PresetSpec:
+    name: str
+    description: str
+    gpu_memory_utilization: float
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    max_model_len: int
+    enforce_eager: bool
+    kv_cache_dtype: str
+    enable_prefix_caching: bool
+    swap_space_gib: float
+    cpu_kvcache_space_gib: float
+    cpu_enforce_eager: bool
+
+    def settings(self) -> dict[str, Any]:
+        """The engine settings only (no name/description)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("name", "description")}
+
+
+_SPEC_TYPES = {"models": ModelSpec, "datasets": DatasetSpec, "categories": CategorySpec, "presets": PresetSpec}
+PRESET_SETTING_NAMES = tuple(
+    f.name for f in fields(PresetSpec) if f.name not in ("name", "description")
+)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    models: dict[str, ModelSpec]
+    datasets: dict[str, DatasetSpec]
+    categories: dict[str, CategorySpec]
+    presets: dict[str, PresetSpec]
+    sources: tuple[str, ...] = ()
+
+    def model(self, name: str) -> ModelSpec:
+        try:
+            return self.models[name]
+        except KeyError:
+            raise CatalogError(_unknown("model", name, self.models, "--models")) from None
+
+    def dataset(self, name: str) -> DatasetSpec:
+        try:
+            return self.datasets[name]
+        except KeyError:
+            raise CatalogError(_unknown("dataset", name, self.datasets, "--datasets")) from None
+
+    def category(self, name: str) -> CategorySpec:
+        try:
+            return self.categories[name]
+        except KeyError:
+            raise CatalogError(_unknown("category", name, self.categories, "-m")) from None
+
+    def preset(self, name: str) -> PresetSpec:
+        try:
+            return self.presets[name]
+        except KeyError:
+            raise CatalogError(_unknown("preset", name, self.presets, "--preset")) from None
+
+    def engine_settings(self, model: ModelSpec, preset: PresetSpec) -> dict[str, Any]:
+        """The preset's settings with the model's overrides applied."""
+        settings = preset.settings()
+        settings.update(model.engine)
+        if not settings["max_model_len"]:
+            settings["max_model_len"] = model.max_model_len
+        return settings
+
+
+_SECTION_OF = {"model": "models", "dataset": "datasets", "category": "categories", "preset": "presets"}
+
+
+def _unknown(kind: str, name: str, known: dict[str, Any], option: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(known), n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    return (
+        f"unknown {kind} {name!r}.{hint} Known {kind}s: {', '.join(sorted(known))}. "
+        f"Fix {option}, or add a [{_SECTION_OF[kind]}.{name}] entry "
+        "to [tool.codeeval] in pyproject.toml or to a --catalog file."
+    )
+
+
+def load_catalog(pyproject: Path | None = None, extra: Path | None = None) -> Catalog:
+    """Read the shipped catalog, then apply pyproject's [tool.codeeval], then ``extra``."""
+    raw: dict[str, dict[str, dict[str, Any]]] = {s: {} for s in SECTIONS}
+    sources: list[str] = []
+    for path in sorted(CATALOG_DIR.glob("*.toml")):
+        _merge(raw, _read_toml(path), str(path), shipped=True)
+        sources.append(str(path))
+    if pyproject is not None and pyproject.is_file():
+        table = _read_toml(pyproject).get("tool", {}).get("codeeval")
+        if table:
+            _merge(raw, table, f"{pyproject} [tool.codeeval]", shipped=False)
+            sources.append(f"{pyproject}:[tool.codeeval]")
+    if extra is not None:
+        if not extra.is_file():
+            raise CatalogError(f"--catalog {extra}: no such file. Give the path of a TOML catalog file.")
+        _merge(raw, _read_toml(extra), str(extra), shipped=False)
+        sources.append(str(extra))
+    return _build(raw, tuple(sources))
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise CatalogError(f"{path} is not valid TOML: {e}. Fix the file's syntax.") from None
+
+
+def _merge(raw: dict[str, dict[str, dict[str, Any]]], data: dict[str, Any], origin: str, shipped: bool) -> None:
+    for section, entries in data.items():
+        if section not in SECTIONS:
+            raise CatalogError(
+                f"{origin}: unknown catalog section [{section}]. Use one of: {', '.join(SECTIONS)}."
+            )
+        if not isinstance(entries, dict):
+            raise CatalogError(f"{origin}: [{section}] must be a table of named entries.")
+        for name, entry in entries.items():
+            if not isinstance(entry, dict):
+                raise CatalogError(f"{origin}: {section}.{name} must be a table.")
+            merged = dict(raw[section].get(name, {}))
+            if section == "models" and "engine" in entry and "engine" in merged:
+                entry = {**entry, "engine": {**merged["engine"], **entry["engine"]}}
+            merged.update(entry)
+            merged["__origin__"] = origin
+            raw[section][name] = merged
+
+
+def _build(raw: dict[str, dict[str, dict[str, Any]]], sources: tuple[str, ...]) -> Catalog:
+    built: dict[str, dict[str, Any]] = {}
+    for section, cls in _SPEC_TYPES.items():
+        built[section] = {name: _make(cls, section, name, dict(entry)) for name, entry in raw[section].items()}
+    catalog = Catalog(sources=sources, **built)
+    _check_references(catalog)
+    return catalog
+
+
+def _make(cls: type, section: str, name: str, entry: dict[str, Any]) -> Any:
+    origin = entry.pop("__origin__", "catalog")
+    known = {f.name: f for f in fields(cls)}
+    where = f"{origin}: {section}.{name}"
+    for key in entry:
+        if key not in known or key == "name":
+            raise CatalogError(
+                f"{where}: unknown field {key!r}. Known fields: {', '.join(k for k in known if k != 'name')}."
+            )
+    required = [
+        f.name for f in fields(cls)
+        if f.name != "name" and f.default is MISSING and f.default_factory is MISSING
+    ]
+    missing = [k for k in required if k not in entry]
+    if missing:
+        raise CatalogError(f"{where}: missing field(s) {', '.join(missing)}. Add them to the entry.")
+    values: dict[str, Any] = {"name": name}
+    for key, value in entry.items():
+        values[key] = _coerce(where, key, value, known[key].type)
+    spec = cls(**values)
+    _check_values(where, spec)
+    return spec
+
+
+def _coerce(where: str, key: str, value: Any, annotation: Any) -> Any:
+    text = str(annotation)
+    expected: tuple[type, ...]
+    if text.startswith("tuple"):
+        if isinstance(value, str):  # categories: datasets = "offline"
+            return (value,)
+        if not isinstance(value, list):
+            raise CatalogError(f"{where}: {key} must be a list, got {value!r}.")
+        return tuple(value)
+    if text.startswith("dict"):
+        if not isinstance(value, dict):
+            raise CatalogError(f"{where}: {key} must be a table, got {value!r}.")
+        return dict(value)
+    expected = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}.get(text, (object,))
+    if isinstance(value, bool) and bool not in expected:
+        raise CatalogError(f"{where}: {key} must be {text}, got {value!r}.")
+    if not isinstance(value, expected):
+        raise CatalogError(f"{where}: {key} must be {text}, got {value!r}.")
+    return float(value) if text == "float" else value
+
+
+def _check_values(where: str, spec: Any) -> None:
+    if isinstance(spec, ModelSpec):
+        if spec.kind not in ("chat", "base"):
+            raise CatalogError(f"{where}: kind must be \"chat\" or \"base\", got {spec.kind!r}.")
+        if spec.source not in ("hf", "smollm2_package", "path"):
+            raise CatalogError(f"{where}: source must be \"hf\", \"path\" or \"smollm2_package\", got {spec.source!r}.")
+        bad = sorted(set(spec.engine) - set(PRESET_SETTING_NAMES))
+        if bad:
+            raise CatalogError(
+                f"{where}.engine: unknown setting(s) {', '.join(bad)}. Known: {', '.join(PRESET_SETTING_NAMES)}."
+            )
+    elif isinstance(spec, DatasetSpec):
+        if spec.task_type not in TASK_TYPES:
+            raise CatalogError(f"{where}: task_type must be one of {', '.join(TASK_TYPES)}, got {spec.task_type!r}.")
+    elif isinstance(spec, PresetSpec):
+        if not 0.05 <= spec.gpu_memory_utilization <= 1.0:
+            raise CatalogError(f"{where}: gpu_memory_utilization must be in (0.05, 1.0], got {spec.gpu_memory_utilization}.")
+        if spec.max_num_seqs < 1:
+            raise CatalogError(f"{where}: max_num_seqs must be at least 1.")
+
+
+def _check_references(catalog: Catalog) -> None:
+    for cat in catalog.categories.values():
+        for m in cat.models:
+            if m not in catalog.models:
+                raise CatalogError(f"category {cat.name}: {_unknown('model', m, catalog.models, 'the category')}")
+        if cat.datasets != ("offline",):
+            for d in cat.datasets:
+                if d not in catalog.datasets:
+                    raise CatalogError(f"category {cat.name}: {_unknown('dataset', d, catalog.datasets, 'the category')}")
+
+
+def category_datasets(catalog: Catalog, category: CategorySpec) -> tuple[str, ...]:
+    if category.datasets == ("offline",):
+        return tuple(name for name, d in catalog.datasets.items() if d.offline)
+    return category.datasets

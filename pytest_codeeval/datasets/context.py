@@ -1,0 +1,48 @@
+"""Where loaders look for local copies."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..catalog import DatasetSpec
+
+DATA_DIR_ENV = "CODEEVAL_DATA_DIR"
+
+
+@dataclass(frozen=True)
+class LoadContext:
+    """``data_dir``: a folder laid out like the upstream releases (e.g.
+    ``mbpp/mbpp.jsonl``, ``gsm8k/test.jsonl``); from ``--data-dir`` or
+    ``$CODEEVAL_DATA_DIR``."""
+
+    data_dir: Path | None = None
+    offline: bool = False  # never try the hub (HF_HUB_OFFLINE=1 or HF_DATASETS_OFFLINE=1)
+
+    @classmethod
+    def from_env(cls, data_dir: str | None = None) -> "LoadContext":
+        raw = data_dir or os.environ.get(DATA_DIR_ENV) or None
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1"
+        return cls(data_dir=Path(raw).expanduser().resolve() if raw else None, offline=offline)
+
+    def local_file(self, spec: DatasetSpec, relative: str | None = None) -> Path | None:
+        """The local copy of ``relative`` (default: the spec's local_path), if it exists."""
+        rel = relative if relative is not None else spec.local_path
+        if not rel:
+            return None
+        path = Path(rel).expanduser()
+        if path.is_absolute():
+            return path if path.exists() else None
+        if self.data_dir is not None and (self.data_dir / path).exists():
+            return self.data_dir / path
+        return None
+
+    def missing_message(self, spec: DatasetSpec) -> str:
+        where = f" (looked for {spec.local_path!r} under {self.data_dir})" if self.data_dir else ""
+        return (
+            f"dataset {spec.name!r} is not available offline{where}. Point at a local copy with "
+            f"--data-dir DIR or ${DATA_DIR_ENV}=DIR (a folder holding {spec.local_path or 'the files'}), "
+            f"or set local_path in [tool.codeeval.datasets.{spec.name}], or go online so "
+            f"`datasets` can fetch {spec.hf_id or 'it'} from the HuggingFace hub."
+        )

@@ -1,0 +1,79 @@
+"""The engine interface every backend implements."""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+from ..items import Generation, Item, Prompt
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Sampling parameters of one run; part of the generation cache key."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_new_tokens: int = 512
+    n: int = 1  # samples per item (pass@k needs n >= k)
+    seed: int = 1234
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class EngineStats:
+    """What an engine measured; goes into each case's ``performance`` object."""
+
+    load_seconds: float = 0.0
+    peak_memory_bytes: int = 0
+    memory_kind: str = ""  # "gpu" (NVML/torch) or "cpu_rss" (engine processes)
+    device: str = "cpu"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Engine(ABC):
+    """A loaded model that turns prompts into generations.
+
+    ``generate`` receives every prompt of a dataset at once (so batching
+    engines can batch them) and returns, per prompt, ``sampling.n``
+    generations in sample order.
+    """
+
+    kind: str = "abstract"
+
+    def __init__(self, model_name: str) -> None:
+        self.model_name = model_name
+        self.stats = EngineStats()
+        self._loaded = False
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded
+
+    def load(self) -> None:
+        """Load the model (timed into ``stats.load_seconds``)."""
+        start = time.perf_counter()
+        self._load()
+        self.stats.load_seconds = time.perf_counter() - start
+        self._loaded = True
+
+    def _load(self) -> None:  # engines without a model have nothing to load
+        pass
+
+    @abstractmethod
+    def generate(
+        self, prompts: Sequence[Prompt], items: Sequence[Item], sampling: SamplingConfig
+    ) -> list[list[Generation]]:
+        """One list of ``sampling.n`` generations per prompt, in prompt order."""
+
+    def close(self) -> None:
+        """Free the model for real (engine processes gone, memory back)."""
+        self._loaded = False
+
+    def describe(self) -> dict[str, Any]:
+        """Plain data for the report's manifest."""
+        return {"kind": self.kind, "model": self.model_name}

@@ -1,0 +1,30 @@
+"""Errors that reach the user as pytest usage errors.
+
+Each message names the problem and the fix.  They subclass
+``pytest.UsageError`` so pytest prints ``ERROR: <message>`` and exits with
+code 4 before any model is loaded.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+
+class CodeevalError(pytest.UsageError):
+    """Base class of the suite's usage errors."""
+
+
+class CatalogError(CodeevalError):
+    """A catalog entry or an option names something unknown or malformed."""
+
+
+class DatasetError(CodeevalError):
+    """A dataset cannot be loaded: missing offline, malformed file, missing field."""
+
+
+class CompletionsError(CodeevalError):
+    """A --completions file is malformed or names unknown task ids."""
+
+
+class EngineError(CodeevalError):
+    """An engine cannot be built: missing package, unreachable server, unknown model."""
