@@ -12,7 +12,7 @@ import importlib
 from pathlib import Path
 
 from ..catalog import DatasetSpec
-from ..errors import DatasetError
+from ..errors import CatalogError, DatasetError
 from ..items import Item
 from .context import LoadContext
 from .jsonl import read_jsonl, require_fields
@@ -50,7 +50,13 @@ def dataset_files(spec: DatasetSpec) -> list[Path]:
 
 
 def load(spec: DatasetSpec, ctx: LoadContext) -> list[Item]:
-    module = importlib.import_module(RECORD_FORMATS[spec.task_type])
+    try:
+        module = importlib.import_module(RECORD_FORMATS[spec.task_type])
+    except ImportError as e:
+        raise CatalogError(
+            f"dataset {spec.name!r}: the {spec.task_type} record format is not built in this version "
+            f"of pytest-codeeval ({e}). Pick another dataset with --datasets."
+        ) from None
     items: list[Item] = []
     for path in dataset_files(spec):
         rows = read_jsonl(path)

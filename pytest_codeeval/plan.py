@@ -1,0 +1,166 @@
+"""The plan: which model x preset x dataset cases a run has, their ids and marks.
+
+With ``-m EXPR`` every category contributes its cases (each carrying its
+category, model and dataset as marks) and pytest's own ``-m`` selects.
+Without ``-m`` the plan is ``--models`` x ``--datasets``, each defaulting to
+the default category's.  Model-free engines (reference, replay) replace the
+model axis with a single pseudo-model.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import pytest
+
+from .catalog import Catalog, category_datasets
+from .options import RunOptions
+
+DEFAULT_CATEGORY = "cpu_smoke"
+ENGINE_KEY_SEP = "@"
+
+
+@dataclass(frozen=True)
+class Case:
+    model: str
+    preset: str
+    dataset: str
+    categories: tuple[str, ...] = ()
+    multi_preset: bool = False
+
+    @property
+    def id(self) -> str:
+        if self.multi_preset:
+            return f"{self.model}-{self.preset}-{self.dataset}"
+        return f"{self.model}-{self.dataset}"
+
+    @property
+    def engine_key(self) -> str:
+        """Identifies one loaded engine: a model under a preset."""
+        return f"{self.model}{ENGINE_KEY_SEP}{self.preset}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["id"] = self.id
+        d.pop("multi_preset")
+        return d
+
+
+def split_engine_key(key: str) -> tuple[str, str]:
+    model, _, preset = key.partition(ENGINE_KEY_SEP)
+    return model, preset
+
+
+def build_cases(catalog: Catalog, options: RunOptions) -> list[Case]:
+    """Every case this invocation could run, before pytest's -m selection."""
+    pseudo = options.pseudo_model
+    pairs: dict[tuple[str, str], set[str]] = {}
+
+    def add(model: str, dataset: str, category: str | None) -> None:
+        cats = pairs.setdefault((model, dataset), set())
+        if category:
+            cats.add(category)
+
+    if options.markexpr:
+        for cat in catalog.categories.values():
+            models = (pseudo,) if pseudo else cat.models
+            for m in models:
+                for d in category_datasets(catalog, cat):
+                    add(m, d, cat.name)
+        # Datasets given as files belong to no category; pair them explicitly.
+        for d in options.dataset_files:
+            for m in (pseudo,) if pseudo else options.models:
+                add(m, d, None)
+    else:
+        default = catalog.category(DEFAULT_CATEGORY)
+        models = (pseudo,) if pseudo else (options.models or default.models)
+        datasets = options.datasets or category_datasets(catalog, default)
+        for m in models:
+            for d in datasets:
+                add(m, d, DEFAULT_CATEGORY if not options.models and not options.datasets else None)
+    cases = [
+        (m, d, tuple(sorted(cats)))
+        for (m, d), cats in pairs.items()
+        if (pseudo or not options.models or m in options.models)
+        and (not options.datasets or d in options.datasets)
+    ]
+    multi = len(options.presets) > 1
+    return [
+        Case(model=m, preset=p, dataset=d, categories=cats, multi_preset=multi)
+        for p in options.presets
+        for (m, d, cats) in cases
+    ]
+
+
+def case_marks(case: Case) -> list[pytest.MarkDecorator]:
+    """Category, model and dataset marks, plus the xdist group that keeps a
+    model's cases on one worker (it must be on the param: a mark added in
+    pytest_collection_modifyitems is too late for --dist loadgroup)."""
+    names = [*case.categories, case.model, case.dataset]
+    marks = [getattr(pytest.mark, n) for n in dict.fromkeys(names)]
+    marks.append(pytest.mark.xdist_group(case.engine_key))
+    return marks
+
+
+def marker_lines(catalog: Catalog, extra_datasets: Iterable[str] = ()) -> list[str]:
+    """ini `markers` lines for every category, model and dataset, so --strict-markers works."""
+    lines = [f"{c.name}: category - {c.description}" for c in catalog.categories.values()]
+    lines += [f"{m.name}: model {m.hf_id}" for m in catalog.models.values()]
+    lines += [f"{d.name}: dataset - {d.description}" for d in catalog.datasets.values()]
+    lines += [f"{d}: dataset file" for d in extra_datasets]
+    lines += ["reference: the reference engine's pseudo-model", "replay: the --completions pseudo-model"]
+    return lines
+
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_KEYWORDS = {"and", "or", "not", "True", "False", "None"}
+
+
+def check_markexpr(markexpr: str, catalog: Catalog, known_markers: Iterable[str]) -> None:
+    """An identifier in -m that names nothing known is almost always a typo of a category."""
+    known = set(known_markers) | set(catalog.categories) | set(catalog.models) | set(catalog.datasets)
+    for ident in _IDENT.findall(markexpr):
+        if ident not in _KEYWORDS and ident not in known:
+            catalog.category(ident)  # raises the "unknown category ... did you mean" error
+
+
+def categories_in(markexpr: str, catalog: Catalog) -> list[str]:
+    return [i for i in dict.fromkeys(_IDENT.findall(markexpr)) if i in catalog.categories]
+
+
+def plan_label(options: RunOptions, catalog: Catalog) -> str:
+    """The category part of report file names."""
+    if options.markexpr:
+        cats = categories_in(options.markexpr, catalog)
+        return "+".join(cats) if cats else "custom"
+    if not options.models and not options.datasets:
+        return DEFAULT_CATEGORY
+    return "custom"
+
+
+def summary_line(cases: list[Case], presets: tuple[str, ...]) -> str:
+    models = list(dict.fromkeys(c.model for c in cases))
+    datasets = list(dict.fromkeys(c.dataset for c in cases))
+    preset_part = f"preset{'s' if len(presets) > 1 else ''} {', '.join(presets)}"
+    return (
+        f"{len(cases)} case{'s' if len(cases) != 1 else ''}: {len(models)} model{'s' if len(models) != 1 else ''} "
+        f"x {len(datasets)} dataset{'s' if len(datasets) != 1 else ''}, {preset_part}"
+    )
+
+
+def write_plan(path: Path, cases: list[Case], options: RunOptions, label: str, n_items: dict[str, int]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "label": label,
+        "presets": list(options.presets),
+        "engine": options.engine,
+        "samples": options.samples,
+        "n_samples": options.n_samples,
+        "summary": summary_line(cases, options.presets),
+        "cases": [{**c.to_dict(), "n_items": n_items.get(c.dataset)} for c in cases],
+    }
+    path.write_text(json.dumps(payload, indent=2) + "\n")

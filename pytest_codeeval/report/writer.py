@@ -1,0 +1,46 @@
+"""Writes every report of a run into the report dir."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .comparison import build_comparison
+from .markdown import render_markdown
+from .samples import sample_log_name, write_sample_log
+
+
+def write_reports(
+    report_dir: Path,
+    results: list[dict[str, Any]],
+    *,
+    run_id: str,
+    started_at: float,
+    finished_at: float,
+    label: str,
+    presets: list[str],
+    engine: str,
+    options: dict[str, Any],
+    manifest: dict[str, Any],
+) -> dict[str, Path]:
+    """Returns {"json": path, "markdown": path, "samples": dir}."""
+    multi = len(presets) > 1
+    samples_dir = report_dir / "samples"
+    for r in results:
+        if r.get("samples") is not None:
+            path = samples_dir / sample_log_name(r, multi)
+            write_sample_log(path, r)
+            r["sample_log"] = str(path.relative_to(report_dir))
+    comparison = build_comparison(
+        results, run_id=run_id, started_at=started_at, finished_at=finished_at, label=label,
+        presets=presets, engine=engine, options=options, manifest=manifest,
+    )
+    stem = f"{label}_{'+'.join(presets)}_comparison"
+    json_path = report_dir / "comparisons" / f"{stem}.json"
+    md_path = report_dir / "markdown" / f"{stem}.md"
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    md_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(comparison, indent=2, ensure_ascii=False) + "\n")
+    md_path.write_text(render_markdown(comparison))
+    return {"json": json_path, "markdown": md_path, "samples": samples_dir}
