@@ -1,0 +1,27 @@
+"""Shared fixtures for the project's own tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+SHARED_DATASETS = SHARED / "datasets"
+SANDBOX_CASES = SHARED / "sandbox-cases"
+BENCH_SOURCE = (REPO / "benchmarks" / "test_codeeval.py").read_text()
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """A pytester dir holding the suite's benchmark module, as a user's project would."""
+    pytester.makepyfile(test_codeeval=BENCH_SOURCE)
+    # Keep the hub out of tests: datasets come from the package or ../shared.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.delenv("CODEEVAL_DATA_DIR", raising=False)
+    return pytester
+
+
+needs_shared = pytest.mark.skipif(not SHARED_DATASETS.is_dir(), reason="../shared/datasets is not present")
