@@ -1,0 +1,29 @@
+"""Isolated execution of model-written code with verdicts the sample cannot forge.
+
+Public API:
+  probe_isolation() -> "bubblewrap" | "namespaces" | "rlimits"   (cached)
+  SandboxPool(workers, limits, level): .run(jobs) -> list[Outcome]; a context manager
+  SampleJob, Outcome, Limits, TimeLimits, TimingCache
+"""
+
+from __future__ import annotations
+
+from .isolation import LEVELS, probe_isolation
+from .judge import Outcome, SampleJob
+from .limits import Limits, TimeLimits, Timing, TimingCache, cache_dir
+from .pool import SandboxPool, default_workers, run_jobs
+
+__all__ = [
+    "LEVELS",
+    "probe_isolation",
+    "Outcome",
+    "SampleJob",
+    "Limits",
+    "TimeLimits",
+    "Timing",
+    "TimingCache",
+    "cache_dir",
+    "SandboxPool",
+    "default_workers",
+    "run_jobs",
+]

@@ -1,0 +1,111 @@
+"""A pool of warm fork-servers (one per core) that judges many samples in parallel.
+
+Each worker thread owns one sandboxed server and judges samples one at a
+time with it; the sample processes run in parallel, the threads only wait on
+sockets and run the (short) test code.  A sandbox failure is retried once on
+a fresh server; a timeout is re-run once, alone, to tell flakes from hangs.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from typing import Sequence
+
+from .isolation import probe_isolation
+from .judge import Outcome, SampleJob, judge_sample
+from .limits import Limits
+from .worker import SandboxBroken, Worker
+
+
+def default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+class SandboxPool:
+    """Use as a context manager (or call close()): no process outlives it."""
+
+    def __init__(self, workers: int | None = None, limits: Limits | None = None, level: str | None = None) -> None:
+        self.limits = limits or Limits()
+        self.level = level or probe_isolation()
+        self.size = workers or default_workers()
+        self._workers = [Worker(i, self.level, self.limits.output_bytes) for i in range(self.size)]
+        self.stats = {"sandbox_retries": 0, "timeout_reruns": 0, "flaky_timeouts": 0}
+
+    def __enter__(self) -> "SandboxPool":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for w in self._workers:
+            w.close()
+
+    def _judge(self, worker: Worker, job: SampleJob, force_sandbox: bool) -> Outcome:
+        """One sample; a sandbox failure gets one more try on a fresh server."""
+        last = ""
+        for attempt in range(2):
+            try:
+                worker.ensure_started()
+                return judge_sample(worker, job, self.limits, force_sandbox)
+            except SandboxBroken as e:
+                last = str(e)
+                worker.kill()
+                if attempt == 0:
+                    self.stats["sandbox_retries"] += 1
+        return Outcome("sandbox_error", f"sandbox failed twice: {last[:300]}")
+
+    def run(self, jobs: Sequence[SampleJob], force_sandbox: Sequence[bool] | None = None,
+            rerun_timeouts: bool = True) -> list[Outcome]:
+        results: list[Outcome | None] = [None] * len(jobs)
+        todo: queue.SimpleQueue[int] = queue.SimpleQueue()
+        for i in range(len(jobs)):
+            todo.put(i)
+        flags = list(force_sandbox) if force_sandbox is not None else [False] * len(jobs)
+
+        def loop(worker: Worker) -> None:
+            while True:
+                try:
+                    i = todo.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    results[i] = self._judge(worker, jobs[i], flags[i])
+                except BaseException as e:  # never lose a sample: a harness bug is a sandbox error
+                    results[i] = Outcome("sandbox_error", f"judge error: {type(e).__name__}: {e}")
+
+        threads = [threading.Thread(target=loop, args=(w,), daemon=True) for w in self._workers[: max(1, min(self.size, len(jobs)))]]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        out = [r if r is not None else Outcome("sandbox_error", "not judged") for r in results]
+        if rerun_timeouts:
+            # alone: the other servers are idle, so a loaded machine is not the cause
+            for i, o in enumerate(out):
+                if o.verdict != "timeout":
+                    continue
+                self.stats["timeout_reruns"] += 1
+                again = self._judge(self._workers[0], jobs[i], flags[i])
+                if again.verdict == "timeout":
+                    again.detail = f"{again.detail} (also when re-run alone)"
+                else:
+                    self.stats["flaky_timeouts"] += 1
+                    again.detail = f"{again.detail} (timed out in the parallel run, not when re-run alone)".strip()
+                out[i] = again
+        return out
+
+
+def run_jobs(jobs: Sequence[SampleJob], limits: Limits | None = None, workers: int | None = None) -> list[Outcome]:
+    """Judge ``jobs`` with a fresh pool, closed afterwards."""
+    with SandboxPool(workers, limits) as pool:
+        return pool.run(jobs)
+
+
+__all__ = ["SandboxPool", "run_jobs", "default_workers"]

@@ -1,0 +1,442 @@
+"""The fork-server that runs inside the sandbox, and the wire format it speaks.
+
+This file is executed *inside* the sandbox as a standalone script (its text is
+passed to ``python -I -S -c``): the package itself is not visible in there, so
+it imports nothing but the standard library.  The judge imports the same file
+for the framing and the plain-data codec, so both ends share one definition.
+
+Processes:
+  server  -- started once per worker, pre-imports the standard library, then
+             forks one child per sample. Talks to the judge on ``ctrl``.
+  child   -- runs one sample: loads the program, then answers the judge's
+             calls on its own socket (received from the judge through the
+             server with SCM_RIGHTS), returning plain data only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import struct
+import sys
+from typing import Any
+
+MAX_MESSAGE = 64 * 1024 * 1024  # a reply larger than this is a protocol error
+_HEADER = struct.Struct("!I")
+_MAX_DEPTH = 200
+
+
+class WireError(Exception):
+    """A peer sent something that is not a well-formed message."""
+
+
+class NonPlain(TypeError):
+    """A value is not built from plain builtin types only."""
+
+
+# --- framing --------------------------------------------------------------
+
+
+def send_msg(sock: socket.socket, obj: Any, fds: list[int] | None = None) -> None:
+    data = json.dumps(obj, separators=(",", ":")).encode()
+    frame = _HEADER.pack(len(data)) + data
+    if fds:
+        socket.send_fds(sock, [frame[:_HEADER.size]], fds)
+        sock.sendall(frame[_HEADER.size:])
+    else:
+        sock.sendall(frame)
+
+
+def _recv_exact(sock: socket.socket, n: int, fds_out: list[int] | None = None) -> bytes:
+    chunks = []
+    while n:
+        if fds_out is not None and not chunks:
+            chunk, fds, _flags, _addr = socket.recv_fds(sock, min(n, 1 << 20), 4)
+            fds_out.extend(fds)
+        else:
+            chunk = sock.recv(min(n, 1 << 20))
+        if not chunk:
+            raise EOFError("peer closed the connection")
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def recv_msg(sock: socket.socket, fds_out: list[int] | None = None) -> Any:
+    (size,) = _HEADER.unpack(_recv_exact(sock, _HEADER.size, fds_out))
+    if size > MAX_MESSAGE:
+        raise WireError(f"message of {size} bytes is over the {MAX_MESSAGE} byte limit")
+    try:
+        return json.loads(_recv_exact(sock, size))
+    except ValueError as e:
+        raise WireError(f"malformed message: {e}") from None
+
+
+# --- plain-data codec -----------------------------------------------------
+# Containers are tagged lists so that tuple/list/set/dict/bytes survive the
+# trip; scalars are JSON scalars.  Only *exact* builtin types are accepted:
+# an int subclass with a custom __eq__ is exactly what must never cross.
+
+
+def encode_plain(x: Any, depth: int = 0) -> Any:
+    if depth > _MAX_DEPTH:
+        raise NonPlain("nested too deeply")
+    t = type(x)
+    if x is None or t is bool or t is str:
+        return x
+    if t is int:
+        return x if abs(x) < 1 << 53 else ["I", format(x, "x")]
+    if t is float:
+        return x if math.isfinite(x) else ["F", repr(x)]
+    if t is list or t is tuple or t is set or t is frozenset:
+        tag = {list: "l", tuple: "t", set: "s", frozenset: "z"}[t]
+        return [tag, *(encode_plain(v, depth + 1) for v in x)]
+    if t is dict:
+        return ["d", *([encode_plain(k, depth + 1), encode_plain(v, depth + 1)] for k, v in x.items())]
+    if t is bytes or t is bytearray:
+        return ["b" if t is bytes else "B", x.hex()]
+    if t is complex:
+        return ["c", encode_plain(x.real), encode_plain(x.imag)]
+    raise NonPlain(t.__name__)
+
+
+def decode_plain(x: Any, depth: int = 0) -> Any:
+    """Rebuild a value from ``encode_plain`` output; raises WireError on anything else.
+
+    Runs in the trusted judge on untrusted input, so it builds only builtin
+    types and checks every shape.
+    """
+    if depth > _MAX_DEPTH:
+        raise WireError("nested too deeply")
+    t = type(x)
+    if x is None or t is bool or t is str or t is int or t is float:
+        return x
+    if t is not list or not x or type(x[0]) is not str:
+        raise WireError(f"bad value {str(x)[:80]}")
+    tag, rest = x[0], x[1:]
+    try:
+        if tag == "l":
+            return [decode_plain(v, depth + 1) for v in rest]
+        if tag == "t":
+            return tuple(decode_plain(v, depth + 1) for v in rest)
+        if tag == "s":
+            return {decode_plain(v, depth + 1) for v in rest}
+        if tag == "z":
+            return frozenset(decode_plain(v, depth + 1) for v in rest)
+        if tag == "d":
+            out = {}
+            for pair in rest:
+                if type(pair) is not list or len(pair) != 2:
+                    raise WireError("bad dict entry")
+                out[decode_plain(pair[0], depth + 1)] = decode_plain(pair[1], depth + 1)
+            return out
+        if tag in ("b", "B") and len(rest) == 1 and type(rest[0]) is str:
+            data = bytes.fromhex(rest[0])
+            return data if tag == "b" else bytearray(data)
+        if tag == "I" and len(rest) == 1 and type(rest[0]) is str:
+            return int(rest[0], 16)
+        if tag == "F" and len(rest) == 1 and rest[0] in ("inf", "-inf", "nan"):
+            return float(rest[0])
+        if tag == "c" and len(rest) == 2 and all(type(v) in (int, float) or type(v) is list for v in rest):
+            return complex(decode_plain(rest[0], depth + 1), decode_plain(rest[1], depth + 1))
+    except TypeError as e:  # unhashable set member or dict key
+        raise WireError(str(e)) from None
+    raise WireError(f"bad tag {tag!r}")
+
+
+def plain_copy(x: Any) -> Any:
+    """A fresh copy built only from builtin types (raises NonPlain)."""
+    return decode_plain(encode_plain(x))
+
+
+# --- the child: one sample ------------------------------------------------
+
+def _exc_info(e: BaseException) -> dict[str, Any]:
+    try:
+        text = str(e)[:500]
+    except BaseException:  # a hostile __str__
+        text = "<unprintable>"
+    return {"type": type(e).__name__ if isinstance(type(e).__name__, str) else "?", "msg": text,
+            "builtin": type(e).__module__ == "builtins", "memory": isinstance(e, MemoryError)}
+
+
+def _child_main(conn: socket.socket, job: dict[str, Any]) -> None:
+    """Run one sample; never returns (the server kills or reaps it)."""
+    g: dict[str, Any] = {"__name__": "__candidate__", "__builtins__": __builtins__}
+    try:
+        if job.get("setup"):
+            exec(compile(job["setup"], "<test_setup>", "exec"), g)
+        exec(compile(job["program"], "<candidate>", "exec"), g)
+    except BaseException as e:  # SystemExit too: exiting early is a failure, not a pass
+        send_msg(conn, {"load_error": _exc_info(e)})
+        os._exit(0)
+    if job["mode"] == "sandbox":
+        _run_tests_inside(conn, job, g)
+    send_msg(conn, {"loaded": True})
+    fn = g.get(job["entry_point"])
+    if not callable(fn):
+        send_msg(conn, {"load_error": {"type": "NameError", "msg": f"the program defines no function {job['entry_point']!r}",
+                                       "builtin": True, "memory": False}})
+        os._exit(0)
+    while True:
+        try:
+            call = recv_msg(conn)
+        except (EOFError, OSError, WireError):
+            os._exit(0)
+        _restore_stdio()
+        try:
+            args = decode_plain(call["args"])
+            kwargs = decode_plain(call["kwargs"])
+            result = fn(*args, **kwargs)
+        except BaseException as e:
+            reply = {"exc": _exc_info(e)}
+        else:
+            try:
+                reply = {"ok": encode_plain(result)}
+            except NonPlain as e:
+                reply = {"nonplain": str(e)[:100]}
+            except BaseException as e:
+                reply = {"exc": _exc_info(e)}
+        send_msg(conn, reply)
+
+
+_SPARE_OUT = 250  # copies of the capture pipe and /dev/null, for _restore_stdio
+_SPARE_IN = 251
+
+
+def _restore_stdio() -> None:
+    """A sample may close its stdout/stderr/stdin; the next call gets them back."""
+    for fd, spare in ((0, _SPARE_IN), (1, _SPARE_OUT), (2, _SPARE_OUT)):
+        try:
+            os.fstat(fd)
+        except OSError:
+            try:
+                os.dup2(spare, fd)
+            except OSError:
+                pass
+
+
+def _run_tests_inside(conn: socket.socket, job: dict[str, Any], g: dict[str, Any]) -> None:
+    """Fallback mode: the dataset's tests run here, next to the sample.
+
+    The verdict message carries the judge's nonce; the sample's own code runs
+    before the nonce is read from the job, and every value the candidate
+    returns is replaced by a plain copy before the test sees it.
+    """
+    entry = g.get(job["entry_point"])
+
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        return plain_copy(entry(*args, **kwargs))
+
+    try:
+        exec(compile(job["test"], "<test>", "exec"), g)
+        g[job["entry_point"]] = guarded
+        g["check"](guarded)
+    except AssertionError as e:
+        tb = e.__traceback__
+        line = 0
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename == "<test>":
+                line = tb.tb_lineno
+            tb = tb.tb_next
+        send_msg(conn, {"nonce": job.pop("nonce"), "failed": {"line": line, "msg": str(e)[:500]}})
+    except NonPlain as e:
+        send_msg(conn, {"nonce": job.pop("nonce"), "nonplain": str(e)[:100]})
+    except BaseException as e:
+        send_msg(conn, {"nonce": job.pop("nonce"), "exc": _exc_info(e)})
+    else:
+        send_msg(conn, {"nonce": job.pop("nonce"), "passed": True})
+    os._exit(0)
+
+
+def _set_limits(limits: dict[str, int]) -> None:
+    import resource
+
+    for name, value in limits.items():
+        res = getattr(resource, name)
+        resource.setrlimit(res, (value, value))
+
+
+# --- the server -----------------------------------------------------------
+
+
+def _kill_everything_else(in_pid_namespace: bool, pgid: int) -> None:
+    """Kill the sample and anything it started, even past setsid/double fork."""
+    import signal
+
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:
+        pass
+    if in_pid_namespace:
+        # kill(-1) signals every process we may signal in this pid namespace
+        # except ourselves and its init; forks are blocked while it runs.
+        for _ in range(3):
+            try:
+                os.kill(-1, signal.SIGKILL)
+            except OSError:
+                break
+
+
+def _reap() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _serve(ctrl: socket.socket, conf: dict[str, Any]) -> None:
+    import select
+    import signal
+    import tempfile
+
+    sample_uid = conf.get("sample_uid")
+    out_cap = int(conf["output_cap"])
+    while True:
+        fds: list[int] = []
+        try:
+            job = recv_msg(ctrl, fds)
+        except EOFError:
+            return
+        if not fds:
+            raise WireError("job without a sample socket")
+        out_r, out_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child
+            try:
+                ctrl.close()
+                os.close(out_r)
+                os.setpgid(0, 0)
+                devnull = os.open(os.devnull, os.O_RDONLY)
+                os.dup2(devnull, 0)
+                os.dup2(out_w, 1)
+                os.dup2(out_w, 2)
+                workdir = tempfile.mkdtemp(prefix="sample-", dir="/tmp")
+                if sample_uid is not None:
+                    os.chown(workdir, sample_uid, sample_uid)
+                    os.setgroups([])
+                    os.setgid(sample_uid)
+                    os.setuid(sample_uid)  # drops every capability: RLIMIT_NPROC now binds
+                os.dup2(out_w, _SPARE_OUT)
+                os.dup2(devnull, _SPARE_IN)
+                os.chdir(workdir)
+                _set_limits(job["rlimits"])
+                conn = socket.socket(fileno=fds[0])
+                sys.stdin = open(os.devnull)
+                sys.stdout = open(1, "w", closefd=False)
+                sys.stderr = open(2, "w", closefd=False)
+            except BaseException as e:  # the sandbox could not set up: report, never run the sample
+                try:
+                    os.write(out_w, f"sandbox setup failed: {e!r}".encode())
+                finally:
+                    os._exit(70)
+            _child_main(conn, job)
+            os._exit(0)
+        os.close(out_w)
+        for fd in fds:
+            os.close(fd)
+        head = bytearray()
+        total = 0
+        limited = False
+        status = None
+        while True:
+            ready, _, _ = select.select([out_r, ctrl], [], [])
+            if out_r in ready:
+                try:
+                    chunk = os.read(out_r, 65536)
+                except OSError:
+                    chunk = b""
+                if chunk:
+                    total += len(chunk)
+                    if len(head) < 2048:
+                        head += chunk[: 2048 - len(head)]
+                    if total > out_cap and not limited:
+                        limited = True
+                        _kill_everything_else(False, pid)
+                else:
+                    os.close(out_r)
+                    out_r = -1
+            if ctrl in ready:
+                break  # the judge says the sample is over
+            if out_r == -1:
+                ready, _, _ = select.select([ctrl], [], [])
+                break
+        try:
+            end = recv_msg(ctrl)
+        except EOFError:
+            return
+        assert end.get("op") == "end"
+        _kill_everything_else(conf["pid_namespace"], pid)
+        try:
+            _, raw = os.waitpid(pid, 0)
+            status = {"exit": os.waitstatus_to_exitcode(raw)}
+        except ChildProcessError:  # already reaped (never expected)
+            status = {"exit": None}
+        _reap()
+        if out_r != -1:
+            os.close(out_r)
+        if sample_uid is not None:
+            _clean_workdirs(sample_uid)
+        send_msg(ctrl, {"status": status, "output_bytes": total, "output_limited": limited,
+                        "output_head": head.decode("utf-8", "replace")})
+
+
+def _clean_workdirs(uid: int) -> None:
+    """Remove the sample's files from the worker's private /tmp (tmpfs)."""
+    import shutil
+
+    for name in os.listdir("/tmp"):
+        if name.startswith("sample-"):
+            shutil.rmtree(os.path.join("/tmp", name), ignore_errors=True)
+
+
+def _hide_paths(paths: list[str]) -> None:
+    """namespaces level: cover harness paths with empty tmpfs (we own this mount ns)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for p in paths:
+        opts = b"size=64m,mode=1777" if p == "/tmp" else b"size=1m,mode=0755"
+        if os.path.isdir(p):
+            if libc.mount(b"none", p.encode(), b"tmpfs", 0, opts) != 0:
+                raise OSError(ctypes.get_errno(), f"cannot hide {p}")
+
+
+PREIMPORT = (
+    "abc array ast base64 binascii bisect builtins calendar cmath collections collections.abc "
+    "contextlib copy csv dataclasses datetime decimal difflib enum fractions functools gc hashlib heapq "
+    "io itertools json keyword math numbers operator queue random re resource select socket statistics string "
+    "struct sys tempfile textwrap threading time types typing unicodedata uuid shutil signal"
+).split()
+
+
+def main() -> None:
+    conf = json.loads(sys.argv[1])
+    if conf.get("hide"):
+        _hide_paths(conf["hide"])
+    for path in conf.get("sys_path", []):
+        if path not in sys.path:
+            sys.path.append(path)
+    import importlib
+
+    for name in PREIMPORT:  # paid once per worker, shared by every fork
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+    if conf.get("subreaper"):
+        import ctypes
+
+        ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphans stay ours
+    ctrl = socket.socket(fileno=int(conf["ctrl_fd"]))
+    send_msg(ctrl, {"ready": True, "uid": os.getuid(), "pid": os.getpid()})
+    _serve(ctrl, conf)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+"""One sandboxed fork-server: start it, hand it samples, kill it from outside.
+
+The server runs inside the isolation level's sandbox; the judge talks to it
+on a private control socket and to each sample on a fresh socket pair whose
+far end travels to the sample through the server (SCM_RIGHTS).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from . import isolation
+from .server import WireError, recv_msg, send_msg
+
+SERVER_SOURCE = Path(__file__).with_name("server.py").read_text()
+START_TIMEOUT_S = 30.0
+END_TIMEOUT_S = 15.0
+
+
+class SandboxBroken(Exception):
+    """The sandbox itself failed (not the sample): retried once, then a sandbox_error."""
+
+
+class Worker:
+    """A warm fork-server in its own sandbox (own pid namespace where available)."""
+
+    def __init__(self, index: int, level: str, output_cap: int) -> None:
+        self.index = index
+        self.level = level
+        self.output_cap = output_cap
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.ctrl: socket.socket | None = None
+        self.sample_uid = isolation.BASE_SAMPLE_UID + index if isolation.is_root() else None
+
+    # -- life cycle ---------------------------------------------------------
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None and self.ctrl is not None
+
+    def ensure_started(self) -> None:
+        if not self.alive:
+            self.kill()
+            self.start()
+
+    def start(self) -> None:
+        ours, theirs = socket.socketpair()
+        fd = theirs.fileno()
+        conf: dict[str, Any] = {
+            "ctrl_fd": fd,
+            "output_cap": self.output_cap,
+            "sample_uid": self.sample_uid,
+            "pid_namespace": self.level in ("bubblewrap", "namespaces"),
+            "subreaper": self.level == "rlimits",
+            "sys_path": isolation.site_dirs(),
+            "hide": isolation.hidden_paths() if self.level == "namespaces" else [],
+        }
+        if self.level == "bubblewrap":
+            prefix = isolation.bwrap_prefix()
+        elif self.level == "namespaces":
+            prefix = isolation.unshare_prefix()
+        else:
+            prefix = []
+        argv = [*prefix, isolation.interpreter(), "-I", "-S", "-c", SERVER_SOURCE, json.dumps(conf)]
+        stderr = tempfile.TemporaryFile()
+        try:
+            self.proc = subprocess.Popen(
+                argv, pass_fds=(fd,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
+                env={}, cwd="/", start_new_session=True,  # our own group: the harness's Ctrl-C is not theirs
+            )
+        except OSError as e:
+            stderr.close()
+            raise SandboxBroken(f"cannot start the sandbox ({self.level}): {e}") from None
+        finally:
+            theirs.close()
+        ours.settimeout(START_TIMEOUT_S)
+        try:
+            hello = recv_msg(ours)
+            if not hello.get("ready"):
+                raise WireError(str(hello))
+        except (OSError, EOFError, WireError) as e:
+            ours.close()
+            self.kill()
+            stderr.seek(0)
+            err = stderr.read()[-2000:].decode("utf-8", "replace")
+            stderr.close()
+            raise SandboxBroken(f"the sandbox server ({self.level}) did not start: {e} {err}".strip()) from None
+        stderr.close()
+        self.ctrl = ours
+
+    def kill(self) -> None:
+        """Kill the sandbox from outside: its whole process tree / pid namespace."""
+        if self.ctrl is not None:
+            self.ctrl.close()
+            self.ctrl = None
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        victims: list[psutil.Process] = []
+        try:
+            root = psutil.Process(proc.pid)
+            victims = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            pass
+        if self.sample_uid is not None and self.level == "rlimits":
+            # no pid namespace: anything the sample's uid runs belongs to this worker
+            victims += [p for p in psutil.process_iter(["uids"]) if p.info["uids"] and p.info["uids"].real == self.sample_uid]
+        for p in victims:  # stop first, so nothing forks while we kill
+            try:
+                p.send_signal(signal.SIGSTOP)
+            except psutil.Error:
+                pass
+        for p in victims:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        _wait_gone([p for p in victims if p.pid != proc.pid], timeout=5.0)
+
+    def close(self) -> None:
+        """Polite stop (EOF on the control socket), then make sure."""
+        if self.ctrl is not None:
+            self.ctrl.close()
+            self.ctrl = None
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
+
+    # -- one sample ---------------------------------------------------------
+
+    def begin(self, job: dict[str, Any]) -> socket.socket:
+        """Fork a child for ``job``; returns the judge's end of the sample socket."""
+        if not self.alive:
+            raise SandboxBroken("the sandbox server is not running")
+        judge_end, sample_end = socket.socketpair()
+        try:
+            send_msg(self.ctrl, job, fds=[sample_end.fileno()])
+        except OSError as e:
+            judge_end.close()
+            raise SandboxBroken(f"cannot reach the sandbox server: {e}") from None
+        finally:
+            sample_end.close()
+        return judge_end
+
+    def end(self) -> dict[str, Any]:
+        """The sample is over: the server kills what is left and reports."""
+        if not self.alive:
+            raise SandboxBroken("the sandbox server is not running")
+        try:
+            send_msg(self.ctrl, {"op": "end"})
+            self.ctrl.settimeout(END_TIMEOUT_S)
+            reply = recv_msg(self.ctrl)
+        except (OSError, EOFError, WireError) as e:
+            self.kill()
+            raise SandboxBroken(f"the sandbox server stopped answering: {e!r}") from None
+        if not isinstance(reply, dict) or "status" not in reply:
+            self.kill()
+            raise SandboxBroken(f"unexpected reply from the sandbox server: {str(reply)[:200]}")
+        return reply
+
+
+def _wait_gone(procs: list[psutil.Process], timeout: float) -> None:
+    """Wait until each process is gone or a zombie (psutil.wait_procs polls too slowly
+    for processes that are not our children)."""
+    deadline = time.monotonic() + timeout
+    pending = list(procs)
+    while pending and time.monotonic() < deadline:
+        still = []
+        for p in pending:
+            try:
+                if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                    still.append(p)
+            except psutil.Error:
+                pass
+        pending = still
+        if pending:
+            time.sleep(0.005)
