@@ -12,6 +12,7 @@ from .isolation import LEVELS, probe_isolation
 from .judge import Outcome, SampleJob
 from .limits import Limits, TimeLimits, Timing, TimingCache, cache_dir
 from .pool import SandboxPool, default_workers, run_jobs
+from .worker import SERVER_MARK_ARG
 
 __all__ = [
     "LEVELS",
@@ -26,4 +27,5 @@ __all__ = [
     "SandboxPool",
     "default_workers",
     "run_jobs",
+    "SERVER_MARK_ARG",
 ]

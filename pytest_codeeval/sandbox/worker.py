@@ -22,6 +22,8 @@ from . import isolation
 from .server import WireError, recv_msg, send_msg
 
 SERVER_SOURCE = Path(__file__).with_name("server.py").read_text()
+# The last argument of every sandbox command line: finds leftovers (tests, ps).
+SERVER_MARK_ARG = "codeeval-sandbox-server"
 START_TIMEOUT_S = 30.0
 END_TIMEOUT_S = 15.0
 
@@ -70,7 +72,7 @@ class Worker:
             prefix = isolation.unshare_prefix()
         else:
             prefix = []
-        argv = [*prefix, isolation.interpreter(), "-I", "-S", "-c", SERVER_SOURCE, json.dumps(conf)]
+        argv = [*prefix, isolation.interpreter(), "-I", "-S", "-c", SERVER_SOURCE, json.dumps(conf), SERVER_MARK_ARG]
         stderr = tempfile.TemporaryFile()
         try:
             self.proc = subprocess.Popen(
