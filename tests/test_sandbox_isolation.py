@@ -1,0 +1,182 @@
+"""Isolation properties of the sandbox, checked from inside a sample.
+
+Each probe is a program defining ``probe()``; the trusted judge's test
+asserts on the plain data it returns.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import psutil
+import pytest
+
+from pytest_codeeval.sandbox import SERVER_MARK_ARG, Limits, SampleJob, SandboxPool, TimeLimits, probe_isolation
+from pytest_codeeval.sandbox.isolation import is_root, python_dirs
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+TL = TimeLimits(load_s=3.0, call_s=2.0, total_s=6.0)
+
+
+def job(body: str, test: str) -> SampleJob:
+    program = "def probe():\n" + textwrap.indent(textwrap.dedent(body), "    ")
+    return SampleJob(program=program, entry_point="probe", test=textwrap.dedent(test), time_limits=TL)
+
+
+@pytest.fixture(scope="module")
+def pool() -> SandboxPool:
+    with SandboxPool(workers=1, limits=Limits(output_bytes=64 * 1024)) as p:
+        yield p
+    left = [p for p in psutil.process_iter(["cmdline"]) if SERVER_MARK_ARG in (p.info["cmdline"] or [])]
+    assert [p for p in left if p.status() != psutil.STATUS_ZOMBIE] == []
+
+
+def run(pool: SandboxPool, body: str, test: str) -> tuple[str, str]:
+    [outcome] = pool.run([job(body, test)], rerun_timeouts=False)
+    return outcome.verdict, outcome.detail
+
+
+def test_level_is_probed_and_cached() -> None:
+    level = probe_isolation()
+    assert level in ("bubblewrap", "namespaces", "rlimits")
+    assert probe_isolation() is level
+    if os.path.exists("/usr/bin/bwrap"):
+        assert level == "bubblewrap"
+
+
+def test_no_network(pool: SandboxPool) -> None:
+    body = """
+    import socket
+    s = socket.socket()
+    s.settimeout(1)
+    try:
+        s.connect(("1.1.1.1", 53))
+    except OSError as e:
+        return "refused: " + type(e).__name__
+    return "connected"
+    """
+    assert run(pool, body, "def check(c):\n    assert c().startswith('refused')\n") == ("passed", "")
+
+
+def test_environment_is_empty(pool: SandboxPool, monkeypatch: pytest.MonkeyPatch) -> None:
+    os.environ["CODEEVAL_SECRET_PROBE"] = "leak"
+    try:
+        body = "import os\nreturn sorted(os.environ)\n"
+        test = "def check(c):\n    env = c()\n    assert 'CODEEVAL_SECRET_PROBE' not in env and 'HOME' not in env and 'PATH' not in env, env\n"
+        # a fresh server sees the variable if anything leaked
+        pool.close()
+        assert run(pool, body, test) == ("passed", "")
+    finally:
+        del os.environ["CODEEVAL_SECRET_PROBE"]
+
+
+@pytest.mark.skipif(probe_isolation() == "rlimits", reason="hiding folders needs namespaces")
+def test_cannot_see_datasets_repo_or_home(pool: SandboxPool) -> None:
+    paths = [str(SHARED / "sandbox-cases" / "expected.json"), str(REPO / "pyproject.toml"), str(SHARED / "datasets"),
+             str(Path.cwd())]
+    body = f"import os\nreturn [os.path.exists(p) for p in {paths!r}]\n"
+    assert run(pool, body, "def check(c):\n    assert c() == [False, False, False, False]\n") == ("passed", "")
+    # home: at most the folders that lead to the interpreter (e.g. ~/.pyenv), never caches or reports
+    home = str(Path.home())
+    allowed = sorted({Path(os.path.relpath(d, home)).parts[0] for d in python_dirs() if d.startswith(home + "/")})
+    body = f"import os\ntry:\n    return sorted(os.listdir({home!r}))\nexcept OSError:\n    return []\n"
+    assert run(pool, body, f"def check(c):\n    assert set(c()) <= set({allowed!r}), c()\n") == ("passed", "")
+
+
+def test_system_is_read_only_and_workdir_private(pool: SandboxPool, tmp_path: Path) -> None:
+    body = """
+    import os
+    out = []
+    for target in ("/usr/codeeval-probe", "/etc/codeeval-probe"):
+        try:
+            open(target, "w").write("x")
+            out.append("wrote " + target)
+        except OSError:
+            out.append("refused")
+    open("here.txt", "w").write("scratch")  # the private working folder is writable
+    out.append(os.getcwd().startswith("/tmp/"))
+    return out
+    """
+    assert run(pool, body, "def check(c):\n    assert c() == ['refused', 'refused', True]\n") == ("passed", "")
+    assert not os.path.exists("/usr/codeeval-probe") and not os.path.exists("/etc/codeeval-probe")
+    # the next sample starts from a clean folder
+    assert run(pool, "import os\nreturn os.listdir('.')\n", "def check(c):\n    assert c() == []\n") == ("passed", "")
+
+
+def test_stdin_is_dev_null(pool: SandboxPool) -> None:
+    body = "import sys\nreturn sys.stdin.read()\n"
+    assert run(pool, body, "def check(c):\n    assert c() == ''\n") == ("passed", "")
+
+
+def test_output_is_captured_and_capped(pool: SandboxPool) -> None:
+    body = "print('PASSED ' * 50000)\nreturn 1\n"
+    verdict, _ = run(pool, body, "def check(c):\n    assert c() == 1\n")
+    assert verdict == "output_limit"
+    assert run(pool, "print('a little')\nreturn 1\n", "def check(c):\n    assert c() == 1\n") == ("passed", "")
+
+
+@pytest.mark.skipif(not is_root(), reason="the uid drop happens when the harness is root")
+def test_sample_runs_unprivileged_as_root(pool: SandboxPool) -> None:
+    assert run(pool, "import os\nreturn os.getuid()\n", "def check(c):\n    assert c() != 0\n") == ("passed", "")
+
+
+def test_fork_bomb_is_contained_and_killed(pool: SandboxPool) -> None:
+    body = """
+    import os
+    while True:
+        try:
+            os.fork()
+        except OSError:
+            pass
+    """
+    verdict, _ = run(pool, body, "def check(c):\n    c()\n")
+    assert verdict == "timeout"
+    assert run(pool, "return 7\n", "def check(c):\n    assert c() == 7\n") == ("passed", "")
+
+
+@pytest.mark.skipif(probe_isolation() == "rlimits", reason="needs a pid namespace to list the sandbox's processes")
+def test_setsid_double_fork_does_not_survive_the_sample(pool: SandboxPool) -> None:
+    body = """
+    import os, time
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            time.sleep(3600)
+        os._exit(0)
+    time.sleep(0.2)
+    return 1
+    """
+    assert run(pool, body, "def check(c):\n    assert c() == 1\n") == ("passed", "")
+    # the next sample on the same server sees only the namespace's init, the server and itself
+    count = "import os\nreturn len([p for p in os.listdir('/proc') if p.isdigit()])\n"
+    assert run(pool, count, "def check(c):\n    assert c() <= 3, c()\n") == ("passed", "")
+
+
+def test_memory_is_capped(pool: SandboxPool) -> None:
+    verdict, _ = run(pool, "x = bytearray(8 * 1024 ** 3)\nreturn 1\n", "def check(c):\n    c()\n")
+    assert verdict == "memory"
+
+
+def test_file_size_is_capped(pool: SandboxPool) -> None:
+    body = """
+    import signal
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    try:
+        with open("big", "wb") as f:
+            f.write(b"x" * (32 * 1024 * 1024))
+    except OSError:
+        return "refused"
+    return "wrote"
+    """
+    assert run(pool, body, "def check(c):\n    assert c() == 'refused'\n") == ("passed", "")
+
+
+def test_exit_zero_and_killing_the_group_do_not_pass(pool: SandboxPool) -> None:
+    for body in ("import os\nos._exit(0)\n", "import os, signal\nos.killpg(0, signal.SIGKILL)\n",
+                 "import os, signal\nos.kill(-1, signal.SIGKILL)\n"):
+        verdict, detail = run(pool, body, "def check(c):\n    assert c() == 1\n")
+        assert verdict in ("crashed", "failed"), (body, verdict, detail)  # never passed, never the harness's fault
+    assert run(pool, "return 1\n", "def check(c):\n    assert c() == 1\n") == ("passed", "")
