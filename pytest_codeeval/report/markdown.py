@@ -63,12 +63,28 @@ def render_markdown(comparison: dict[str, Any]) -> str:
     ]
     ranking = comparison["rankings"]
     if ranking:
+        lines.append("Mean primary score over the datasets each model completed, with its 95% confidence "
+                     "interval (Wilson for one pass/fail dataset, else a bootstrap within each dataset's items).")
+        lines.append("")
         lines.append(tabulate(
-            [[r["rank"], r["model"], pct(r["mean_score"]), r["n_datasets"], r["n_errors"]] for r in ranking],
-            headers=["rank", "model", "mean score", "datasets", "errors"], tablefmt="github",
+            [[r["rank"], r["model"], pct(r["mean_score"]), _ci(r.get("ci_low"), r.get("ci_high")), r["n_datasets"],
+              r["n_errors"]] for r in ranking],
+            headers=["rank", "model", "mean score", "95% CI", "datasets", "errors"], tablefmt="github",
         ))
     else:
         lines.append("No case completed.")
+    lines += ["", "## Paired comparison of the top two", ""]
+    lines += paired_section(comparison.get("paired_comparison"))
+    lines += ["", "## Strengths and weaknesses per task type", ""]
+    lines += strengths_section(comparison.get("strengths") or {})
+    lines += ["", "## Recommendation", "", comparison.get("recommendation") or "—"]
+    gating = comparison.get("gating") or {}
+    if gating.get("checked"):
+        lines += ["", "## Gating", ""]
+        if gating["regressions"]:
+            lines += [f"- **regressed** `{g['case_id']}`: {g['message']}" for g in gating["regressions"]]
+        else:
+            lines.append(f"No regression" + (f" against `{gating['baseline']}`." if gating.get("baseline") else "."))
     lines += ["", "## Best per dataset", ""]
     lines.append(tabulate(
         [[d, b["model"], pct(b["score"]), b["metric"]] for d, b in comparison["best_per_dataset"].items()],
@@ -94,6 +110,42 @@ def performance_table(comparison: dict[str, Any]) -> str:
         ])
     return tabulate(rows, headers=["case", "items", "gen tokens", "tokens/s", "load s", "peak memory",
                                    "gen s", "score s", "wall s"], tablefmt="github")
+
+
+def _ci(low: float | None, high: float | None) -> str:
+    return "—" if low is None or high is None else f"{100 * low:.1f}–{100 * high:.1f}%"
+
+
+def paired_section(paired: dict[str, Any] | None) -> list[str]:
+    if not paired:
+        return ["Fewer than two models completed a shared dataset: no paired comparison."]
+    verdict = "**significant**" if paired["significant"] else "not significant"
+    lines = [
+        f"{paired['model_a']} − {paired['model_b']} on the {paired['n_items']} items both answered: "
+        f"{100 * paired['difference']:+.1f} points (95% CI {100 * paired['low']:+.1f} to {100 * paired['high']:+.1f}, "
+        f"paired bootstrap p = {paired['p_value']:.3g}): {verdict} at the 5% level.",
+        "",
+    ]
+    rows = []
+    for d, e in paired["datasets"].items():
+        mc = e.get("mcnemar")
+        rows.append([d, e["n_items"], pct(e["score_a"]), pct(e["score_b"]),
+                     f"{mc['only_a']} / {mc['only_b']}" if mc else "—",
+                     f"{mc['p_value']:.3g}" if mc else "—"])
+    lines.append(tabulate(rows, headers=["dataset", "items", paired["model_a"], paired["model_b"],
+                                         "only A / only B passed", "McNemar exact p"], tablefmt="github"))
+    return lines
+
+
+def strengths_section(strengths: dict[str, Any]) -> list[str]:
+    if not strengths:
+        return ["No completed case."]
+    rows = []
+    for m, e in strengths.items():
+        scores = ", ".join(f"{t} {pct(v['score'])} (#{v['rank']}/{v['of']})" for t, v in e["by_task_type"].items())
+        rows.append([m, scores, ", ".join(e["strengths"]) or "—", ", ".join(e["weaknesses"]) or "—"])
+    return [tabulate(rows, headers=["model", "score per task type (rank)", "strengths", "weaknesses"],
+                     tablefmt="github")]
 
 
 def _num(v: float | None) -> str:
