@@ -1,0 +1,378 @@
+"""The vLLM offline engine (``vllm.LLM``): one model, one preset, batched generation.
+
+vLLM is imported inside ``_load`` only, so collection, ``--collect-only`` and
+the model-free engines never pay for (or need) it.
+
+Why the pieces look the way they do:
+
+* All prompts of a dataset go to vLLM in one ``llm.chat`` (chat prompts) or
+  ``llm.generate`` (raw text) call, with ``SamplingParams(n=k)`` for k samples:
+  vLLM's scheduler batches them; looping over prompts would be several times
+  slower (DESIGN.md, lm-evaluation-harness lesson).
+* On the vLLM CPU backend a per-request seed with temperature > 0 kills the
+  engine ("CPU Generator does not use offset", ENVIRONMENT.md), so the seed is
+  engine-wide there (``LLM(seed=...)``) and per request only on GPU.
+* vLLM does not reliably give GPU memory back when a second model is built in
+  the same process: ``close`` shuts the engine core down, waits for its
+  processes to exit, and checks with NVML that the memory came back; the next
+  ``_load`` checks again and says so if it did not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import math
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..catalog import ModelSpec
+from ..errors import EngineError
+from ..items import Generation, Item, Prompt
+from . import memory
+from .base import Engine, SamplingConfig
+
+# Memory still held on the device after a close, beyond what was used before
+# the first load, that we tolerate without a warning (CUDA context, NCCL buffers).
+GPU_SLACK_BYTES = 1 * memory.GIB
+# How long close() waits for the engine processes and the device memory.
+CLOSE_TIMEOUT_S = 30.0
+
+# Device memory in use before this process loaded its first model: the level
+# every later load expects to find again once the previous model is closed.
+_gpu_baseline_used: int | None = None
+
+
+class VLLMEngine(Engine):
+    kind = "vllm"
+
+    def __init__(self, model: ModelSpec, settings: dict[str, Any], options: dict[str, Any]) -> None:
+        super().__init__(model.name)
+        self.model = model
+        self.settings = dict(settings)
+        self.options = dict(options)
+        self.seed = int(options.get("seed") or 0)
+        self.last_call: dict[str, Any] = {}
+        self.model_path = ""
+        self.engine_kwargs: dict[str, Any] = {}
+        self._llm: Any = None
+        self._on_gpu = False
+        self._nvml: memory.Nvml | None = None
+        self._engine_pids: set[int] = set()
+
+    # ----------------------------------------------------------------- load
+    def _load(self) -> None:
+        self.model_path = self._resolve_model()
+        try:
+            import vllm
+            from vllm import LLM
+            from vllm.engine.arg_utils import EngineArgs
+            from vllm.platforms import current_platform
+        except ImportError as e:
+            raise EngineError(
+                f"the vllm engine needs the vllm package ({e}). Install it: "
+                "pip install 'pytest-codeeval[gpu]' on a GPU machine, 'pytest-codeeval[cpu]' without one."
+            ) from e
+
+        self._on_gpu = not current_platform.is_cpu()
+        wanted = self._engine_kwargs()
+        known = {f.name for f in dataclasses.fields(EngineArgs)}
+        # Preset keys this vLLM version no longer has (swap_space went away in V1)
+        # are recorded, not passed: LLM() rejects unknown keyword arguments.
+        self.engine_kwargs = {k: v for k, v in wanted.items() if k in known}
+        ignored = sorted(set(wanted) - known)
+        self.stats.extra.update(
+            vllm_version=vllm.__version__,
+            model_path=self.model_path,
+            engine_args={k: v for k, v in self.engine_kwargs.items() if k != "model"},
+            ignored_settings=ignored,
+        )
+
+        env_backup: dict[str, str | None] = {}
+        if self._on_gpu:
+            self._check_gpu_before_load()
+            self.stats.memory_kind = "gpu"
+            assert self._nvml is not None
+            self.stats.device = self._nvml.name()
+            sampler = memory.PeakSampler("gpu", self._nvml, baseline=self._nvml.info()[0])
+        else:
+            self.stats.memory_kind = "cpu_rss"
+            self.stats.device = "cpu"
+            # The engine core is a spawned child: it reads these from the environment.
+            kv_gib = max(1, math.ceil(float(self.settings.get("cpu_kvcache_space_gib") or 1)))
+            env_backup["VLLM_CPU_KVCACHE_SPACE"] = os.environ.get("VLLM_CPU_KVCACHE_SPACE")
+            os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(kv_gib)
+            self.stats.extra["cpu_kvcache_space_gib"] = kv_gib
+            sampler = memory.PeakSampler("cpu_rss")
+
+        before = memory.child_pids()
+        try:
+            with sampler:
+                self._llm = LLM(**self.engine_kwargs)
+        except Exception as e:
+            self._engine_pids = memory.engine_pids(before)
+            self._llm = None
+            memory.wait_gone(self._engine_pids, timeout_s=10)
+            raise EngineError(
+                f"vLLM could not load model {self.model.name!r} from {self.model_path}: {type(e).__name__}: {e}. "
+                f"Check the model's catalog entry (hf_id/path, dtype, max_model_len) and the preset's settings "
+                f"({', '.join(f'{k}={v}' for k, v in self.stats.extra['engine_args'].items())})."
+            ) from e
+        finally:
+            for key, value in env_backup.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+        self._engine_pids = memory.engine_pids(before)
+        self.stats.peak_memory_bytes = max(self.stats.peak_memory_bytes, sampler.peak)
+        self.stats.extra["load_peak_memory_bytes"] = sampler.peak
+
+        if self.model.chat and not getattr(self._llm.get_tokenizer(), "chat_template", None):
+            self.close()
+            raise EngineError(
+                f"model {self.model.name!r} is kind = \"chat\" but its tokenizer has no chat template. "
+                f"Set kind = \"base\" in its catalog entry, or point it at an instruct checkpoint."
+            )
+
+    def _resolve_model(self) -> str:
+        source = self.model.source
+        if source == "smollm2_package":
+            from . import smollm2
+
+            return str(smollm2.prepare(self.options.get("cache_dir")))
+        if source == "path":
+            path = Path(self.model.path).expanduser()
+            if not self.model.path or not (path / "config.json").is_file():
+                raise EngineError(
+                    f"model {self.model.name!r} has source = \"path\" but {self.model.path!r} is not a model folder "
+                    "(no config.json). Set path to a folder with config.json and weights."
+                )
+            return str(path)
+        return self.model.hf_id
+
+    def _engine_kwargs(self) -> dict[str, Any]:
+        s = self.settings
+        kwargs: dict[str, Any] = {
+            "model": self.model_path,
+            "dtype": self.model.dtype,
+            "max_model_len": int(s.get("max_model_len") or self.model.max_model_len),
+            "max_num_seqs": int(s["max_num_seqs"]),
+            "enable_prefix_caching": bool(s.get("enable_prefix_caching", True)),
+            "seed": self.seed,
+        }
+        if self.model.source == "hf" and self.model.revision:
+            kwargs["revision"] = self.model.revision
+        if s.get("max_num_batched_tokens"):
+            kwargs["max_num_batched_tokens"] = int(s["max_num_batched_tokens"])
+        if self._on_gpu:
+            kwargs.update(
+                gpu_memory_utilization=float(s["gpu_memory_utilization"]),
+                tensor_parallel_size=int(self.model.tensor_parallel_size),
+                enforce_eager=bool(s["enforce_eager"]),
+                kv_cache_dtype=str(s.get("kv_cache_dtype") or "auto"),
+                swap_space=float(s.get("swap_space_gib") or 0),
+            )
+        else:
+            # GPU-only settings (memory fraction, fp8 KV cache, tensor parallel)
+            # do not apply to the CPU backend; its KV cache is sized by env var.
+            kwargs["enforce_eager"] = bool(s.get("cpu_enforce_eager", True))
+        return kwargs
+
+    def _check_gpu_before_load(self) -> None:
+        """Say so when the previous model's memory did not come back, and refuse a load that cannot fit."""
+        global _gpu_baseline_used
+        self._nvml = memory.Nvml()
+        used, free, total = self._nvml.info()
+        if _gpu_baseline_used is None:
+            _gpu_baseline_used = used
+        leftover = used - _gpu_baseline_used
+        self.stats.extra["gpu_free_before_load_bytes"] = free
+        if leftover > GPU_SLACK_BYTES:
+            self.stats.extra["gpu_memory_not_returned_bytes"] = leftover
+            warnings.warn(
+                f"before loading {self.model.name}: {leftover / memory.GIB:.1f} GiB of GPU memory used since this "
+                f"session's first load has not come back (a previous model's engine may still be alive). "
+                f"Free: {free / memory.GIB:.1f} of {total / memory.GIB:.1f} GiB.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        need = float(self.settings["gpu_memory_utilization"]) * total
+        if free < need:
+            raise EngineError(
+                f"model {self.model.name!r}: the preset asks vLLM for {need / memory.GIB:.1f} GiB "
+                f"(gpu_memory_utilization={self.settings['gpu_memory_utilization']}) but only "
+                f"{free / memory.GIB:.1f} GiB of {total / memory.GIB:.1f} GiB is free. Free the GPU, or use "
+                "--preset memory_optimized, or lower gpu_memory_utilization in the model's [engine] table."
+            )
+
+    # ------------------------------------------------------------- generate
+    def generate(
+        self, prompts: Sequence[Prompt], items: Sequence[Item], sampling: SamplingConfig
+    ) -> list[list[Generation]]:
+        if self._llm is None:
+            raise EngineError(f"engine for {self.model.name!r} is not loaded; call load() first.")
+        from vllm import SamplingParams
+
+        n = max(1, int(sampling.n))
+        # vLLM refuses n > 1 with greedy decoding ("n must be 1 when using greedy
+        # sampling"); greedy samples are identical, so one is generated and copied.
+        greedy = sampling.temperature <= 0
+        n_request = 1 if greedy else n
+        results: list[list[Generation]] = [[] for _ in prompts]
+        too_long = self._too_long(prompts)
+        chat_idx = [i for i, p in enumerate(prompts) if p.messages is not None and i not in too_long]
+        text_idx = [i for i, p in enumerate(prompts) if p.messages is None and i not in too_long]
+
+        def params_for(indices: list[int]) -> Any:
+            stops = [tuple(prompts[i].stop) for i in indices]
+            made = {s: self._sampling_params(SamplingParams, sampling, n_request, s) for s in set(stops)}
+            # One object when every prompt shares its stops (the usual case), else one per prompt.
+            return made[stops[0]] if len(made) == 1 else [made[s] for s in stops]
+
+        sampler = memory.PeakSampler(self.stats.memory_kind or "cpu_rss", self._nvml,
+                                     baseline=_gpu_baseline_used or 0)
+        start = time.perf_counter()
+        with sampler:
+            outputs: dict[int, Any] = {}
+            if chat_idx:
+                batch = [list(prompts[i].messages or ()) for i in chat_idx]
+                got = self._llm.chat(batch, params_for(chat_idx), use_tqdm=False, add_generation_prompt=True)
+                outputs.update(zip(chat_idx, got))
+            if text_idx:
+                batch_text = [prompts[i].text or "" for i in text_idx]
+                got = self._llm.generate(batch_text, params_for(text_idx), use_tqdm=False)
+                outputs.update(zip(text_idx, got))
+        wall = time.perf_counter() - start
+
+        prompt_tokens = completion_tokens = 0
+        for i, prompt in enumerate(prompts):
+            if i in too_long:
+                results[i] = [
+                    Generation(prompt.item_id, j, "", too_long[i], 0, "prompt_too_long") for j in range(n)
+                ]
+                continue
+            out = outputs[i]
+            p_tokens = len(out.prompt_token_ids or ())
+            prompt_tokens += p_tokens
+            ordered = sorted(out.outputs, key=lambda c: c.index)
+            if greedy:
+                ordered = ordered[:1] * n
+            for j, c in enumerate(ordered):
+                results[i].append(
+                    Generation(prompt.item_id, j, c.text, p_tokens, len(c.token_ids), c.finish_reason)
+                )
+            # Tokens the engine actually generated (a copied greedy sample costs nothing).
+            completion_tokens += sum(len(c.token_ids) for c in out.outputs)
+        self.stats.peak_memory_bytes = max(self.stats.peak_memory_bytes, sampler.peak)
+        self.last_call = {
+            "wall_s": wall,
+            "requests": len(prompts),
+            "samples": n,
+            "greedy_copies": greedy and n > 1,
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "tokens_per_s": completion_tokens / wall if wall > 0 else 0.0,
+            "peak_memory_bytes": sampler.peak,
+            "prompts_too_long": len(too_long),
+            "seed_scope": "request" if self._on_gpu else "engine",
+        }
+        totals = self.stats.extra.setdefault("generate_totals", {"calls": 0, "wall_s": 0.0,
+                                                                 "prompt_tokens": 0, "completion_tokens": 0})
+        totals["calls"] += 1
+        totals["wall_s"] += wall
+        totals["prompt_tokens"] += prompt_tokens
+        totals["completion_tokens"] += completion_tokens
+        return results
+
+    def _sampling_params(self, cls: Any, sampling: SamplingConfig, n: int, stop: tuple[str, ...]) -> Any:
+        kwargs: dict[str, Any] = {
+            "n": n,
+            "temperature": float(sampling.temperature),
+            "top_p": float(sampling.top_p) if sampling.temperature > 0 else 1.0,
+            "max_tokens": int(sampling.max_new_tokens),
+        }
+        if stop:
+            kwargs["stop"] = list(stop)
+        if self._on_gpu and sampling.temperature > 0:
+            kwargs["seed"] = int(sampling.seed)  # per-request seeds only where they work (not on CPU)
+        return cls(**kwargs)
+
+    def _too_long(self, prompts: Sequence[Prompt]) -> dict[int, int]:
+        """Prompts vLLM would reject for the whole batch: index -> token count.
+
+        vLLM raises for a prompt at or over max_model_len, which would fail every
+        other prompt of the call too; such prompts get an empty answer instead.
+        """
+        limit = int(self.engine_kwargs.get("max_model_len") or self.model.max_model_len)
+        tokenizer = self._llm.get_tokenizer()
+        found: dict[int, int] = {}
+        for i, p in enumerate(prompts):
+            # Byte-level tokenizers spend at least one byte per token, so a prompt with
+            # fewer UTF-8 bytes than the limit (plus room for the chat template's own
+            # tokens) cannot reach it; only long prompts are worth tokenizing here.
+            if len(p.render().encode()) + 256 < limit:
+                continue
+            if p.messages is not None:
+                ids = tokenizer.apply_chat_template(list(p.messages), add_generation_prompt=True, tokenize=True)
+                count = len(ids["input_ids"] if isinstance(ids, dict) else ids)
+            else:
+                count = len(tokenizer.encode(p.text or ""))
+            if count >= limit:
+                found[i] = count
+        return found
+
+    # ---------------------------------------------------------------- close
+    def close(self) -> None:
+        """Shut the engine core down, wait for its processes, and check that the memory came back."""
+        llm, self._llm = self._llm, None
+        if llm is not None:
+            try:
+                llm.llm_engine.engine_core.shutdown()
+            except Exception as e:  # an engine that already died still has processes to reap
+                self.stats.extra["shutdown_error"] = f"{type(e).__name__}: {e}"
+            del llm
+            gc.collect()
+        killed = memory.wait_gone(self._engine_pids, timeout_s=CLOSE_TIMEOUT_S)
+        self.stats.extra["engine_processes_killed"] = sorted(killed)
+        self._engine_pids = set()
+        if self._on_gpu and self._nvml is not None:
+            self._wait_gpu_memory_back()
+        super().close()
+
+    def _wait_gpu_memory_back(self) -> None:
+        try:
+            import torch
+
+            if torch.cuda.is_initialized():
+                torch.cuda.empty_cache()
+        except ImportError:
+            pass
+        assert self._nvml is not None
+        deadline = time.monotonic() + CLOSE_TIMEOUT_S
+        leftover = 0
+        while True:
+            leftover = self._nvml.info()[0] - (_gpu_baseline_used or 0)
+            if leftover <= GPU_SLACK_BYTES or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        self.stats.extra["gpu_memory_after_close_bytes"] = leftover
+        if leftover > GPU_SLACK_BYTES:
+            warnings.warn(
+                f"after closing {self.model.name}: {leftover / memory.GIB:.1f} GiB of GPU memory did not come back "
+                f"within {CLOSE_TIMEOUT_S:.0f} s; the next model may not fit.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(),
+            "model_path": self.model_path,
+            "device": self.stats.device,
+            "engine_args": self.stats.extra.get("engine_args", {}),
+            "vllm_version": self.stats.extra.get("vllm_version", ""),
+        }
