@@ -16,6 +16,7 @@ Exit codes and output never decide anything.
 from __future__ import annotations
 
 import builtins
+import functools
 import secrets
 import socket
 import time
@@ -166,21 +167,29 @@ def _describe_failure(exc: BaseException, test: str) -> str:
     return f"{label} {type(exc).__name__}: {str(exc)[:200]}" + (f" at: {where}" if where else "")
 
 
+@functools.lru_cache(maxsize=4096)
+def _compiled(source: str, filename: str) -> Any:
+    """Compile trusted dataset code once per item, not once per sample; None if it is prose."""
+    try:
+        return compile(source, filename, "exec")
+    except SyntaxError:
+        if filename == "<helpers>":
+            return None  # an MBPP-style prompt is prose, not code
+        raise
+
+
 def _trusted_namespace(job: SampleJob) -> dict[str, Any]:
     ns: dict[str, Any] = {"__name__": "__judge__"}
     if job.setup:
-        exec(compile(job.setup, "<test_setup>", "exec"), ns)
+        exec(_compiled(job.setup, "<test_setup>"), ns)
     if job.helpers:
-        try:
-            code = compile(job.helpers, "<helpers>", "exec")
-        except SyntaxError:
-            code = None  # an MBPP-style prompt is prose, not code
+        code = _compiled(job.helpers, "<helpers>")
         if code is not None:
             try:
                 exec(code, ns)
             except Exception:
                 pass  # helpers are a convenience; the tests say if they needed them
-    exec(compile(job.test, "<test>", "exec"), ns)
+    exec(_compiled(job.test, "<test>"), ns)
     return ns
 
 

