@@ -1,0 +1,306 @@
+"""An engine for a running OpenAI-compatible server (``vllm serve``, or any other).
+
+This is how users reach models served on other machines: ``--base-url`` and
+``--server-model`` name the server and the model it serves. All requests of a
+dataset are in flight at once through a bounded thread pool (the server
+batches them, as vLLM's offline engine would), each with a timeout and with
+retries and exponential backoff on 429, 5xx and connection errors.
+
+Only the standard library is used (urllib + ThreadPoolExecutor): the engine
+works without vLLM or any HTTP client installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from ..catalog import ModelSpec
+from ..errors import EngineError
+from ..items import Generation, Item, Prompt
+from .base import Engine, SamplingConfig
+
+RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+DEFAULT_CONCURRENCY = 32
+DEFAULT_TIMEOUT_S = 600.0
+DEFAULT_RETRIES = 5
+DEFAULT_BACKOFF_S = 1.0
+MAX_BACKOFF_S = 30.0
+
+
+class ServerUnavailable(Exception):
+    """A request that still failed with a retryable error after every retry."""
+
+
+class RequestRejected(Exception):
+    """The server answered a request with a non-retryable error (4xx)."""
+
+
+@dataclass
+class _Reply:
+    texts: list[str]
+    finish_reasons: list[str | None]
+    prompt_tokens: int
+    completion_tokens: int
+    attempts: int
+
+
+def normalize_base_url(url: str) -> str:
+    """``http://host:8000``, ``http://host:8000/`` and ``http://host:8000/v1`` all mean the /v1 API root."""
+    url = url.strip().rstrip("/")
+    return url if url.endswith("/v1") else url + "/v1"
+
+
+class ServerEngine(Engine):
+    kind = "server"
+
+    def __init__(self, model: ModelSpec, settings: dict[str, Any], options: dict[str, Any]) -> None:
+        super().__init__(model.name)
+        self.model = model
+        self.settings = dict(settings)
+        self.options = dict(options)
+        if not options.get("base_url"):
+            raise EngineError(
+                f"the server engine needs the server's address for model {model.name!r}. "
+                "Give --base-url http://HOST:PORT (and --server-model NAME if it serves the model under another name)."
+            )
+        self.base_url = normalize_base_url(str(options["base_url"]))
+        # vllm serve names a model by the id it was started with unless --served-model-name says otherwise.
+        self.server_model = str(options.get("server_model") or model.hf_id)
+        self.concurrency = max(1, int(options.get("concurrency") or DEFAULT_CONCURRENCY))
+        self.timeout_s = float(options.get("timeout_s") or DEFAULT_TIMEOUT_S)
+        self.retries = int(options.get("retries", DEFAULT_RETRIES))
+        self.backoff_s = float(options.get("backoff_s", DEFAULT_BACKOFF_S))
+        # Off by default: a per-request seed with sampling kills a vLLM *CPU* server
+        # (ENVIRONMENT.md); a GPU server takes it, so users can turn it on.
+        self.request_seed = bool(options.get("server_request_seed", False))
+        self.api_key = options.get("api_key") or os.environ.get("CODEEVAL_API_KEY") or os.environ.get("OPENAI_API_KEY")
+        self.last_call: dict[str, Any] = {}
+        self.served_models: list[str] = []
+        self.stats.memory_kind = "remote"
+        self.stats.device = f"server {self.base_url}"
+
+    # ----------------------------------------------------------------- HTTP
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        return headers
+
+    def _request(self, method: str, path: str, body: dict[str, Any] | None, timeout_s: float) -> tuple[int, Any]:
+        """One HTTP exchange; returns (status, parsed JSON or text). Raises OSError on transport errors."""
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base_url + path, data=data, method=method, headers=self._headers())
+        try:
+            with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+                return resp.status, json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as e:
+            raw = e.read().decode(errors="replace")
+            try:
+                payload: Any = json.loads(raw)
+            except ValueError:
+                payload = raw
+            e.payload = payload  # type: ignore[attr-defined]
+            raise
+
+    def _call_with_retries(self, path: str, body: dict[str, Any]) -> tuple[Any, int]:
+        """POST with retries and exponential backoff (honours Retry-After); returns (JSON, attempts)."""
+        last_error = ""
+        for attempt in range(self.retries + 1):
+            retry_after: float | None = None
+            try:
+                _, payload = self._request("POST", path, body, self.timeout_s)
+                return payload, attempt + 1
+            except urllib.error.HTTPError as e:
+                detail = _error_text(getattr(e, "payload", ""))
+                if e.code not in RETRY_STATUS:
+                    raise RequestRejected(f"HTTP {e.code}: {detail}") from None
+                last_error = f"HTTP {e.code}: {detail}"
+                retry_after = _retry_after(e.headers.get("Retry-After") if e.headers else None)
+            except (urllib.error.URLError, ConnectionError, socket.timeout, TimeoutError) as e:
+                last_error = f"{type(e).__name__}: {getattr(e, 'reason', e)}"
+            if attempt == self.retries:
+                break
+            delay = min(MAX_BACKOFF_S, self.backoff_s * 2**attempt) * random.uniform(0.8, 1.2)
+            time.sleep(max(delay, retry_after or 0.0))
+        raise ServerUnavailable(f"{last_error} (after {self.retries + 1} attempts)")
+
+    # ----------------------------------------------------------------- load
+    def _load(self) -> None:
+        """Check the server is there and serves the model (GET /v1/models)."""
+        try:
+            _, payload = self._request("GET", "/models", None, timeout_s=min(self.timeout_s, 30.0))
+        except urllib.error.HTTPError as e:
+            raise EngineError(
+                f"the server at {self.base_url} answered GET /models with HTTP {e.code}: "
+                f"{_error_text(getattr(e, 'payload', ''))}. Check --base-url (it must be the OpenAI-compatible API root) "
+                "and the API key ($CODEEVAL_API_KEY or $OPENAI_API_KEY)."
+            ) from None
+        except (urllib.error.URLError, OSError) as e:
+            raise EngineError(
+                f"cannot reach an OpenAI-compatible server at {self.base_url} "
+                f"({getattr(e, 'reason', e)}). Start it (e.g. `vllm serve MODEL --port 8000`) or fix --base-url."
+            ) from None
+        try:
+            self.served_models = [str(m["id"]) for m in payload["data"]]
+        except (TypeError, KeyError):
+            raise EngineError(
+                f"{self.base_url}/models did not return an OpenAI model list (got {str(payload)[:200]!r}). "
+                "Check that --base-url points at an OpenAI-compatible API."
+            ) from None
+        if self.server_model not in self.served_models:
+            raise EngineError(
+                f"the server at {self.base_url} does not serve model {self.server_model!r}; it serves: "
+                f"{', '.join(self.served_models) or 'nothing'}. Give --server-model with one of those names."
+            )
+
+    # ------------------------------------------------------------- generate
+    def generate(
+        self, prompts: Sequence[Prompt], items: Sequence[Item], sampling: SamplingConfig
+    ) -> list[list[Generation]]:
+        n = max(1, int(sampling.n))
+        # vLLM rejects n > 1 with greedy decoding; greedy samples are identical anyway.
+        greedy = sampling.temperature <= 0
+        n_request = 1 if greedy else n
+
+        def one(prompt: Prompt) -> _Reply | str:
+            path, body = self._body(prompt, sampling, n_request)
+            try:
+                payload, attempts = self._call_with_retries(path, body)
+            except RequestRejected as e:  # this prompt only (e.g. too long): an empty answer, recorded
+                return str(e)
+            return _parse(payload, chat=prompt.messages is not None, attempts=attempts)
+
+        start = time.perf_counter()
+        pool = ThreadPoolExecutor(max_workers=min(self.concurrency, max(1, len(prompts))),
+                                  thread_name_prefix="codeeval-server")
+        try:
+            replies = list(pool.map(one, prompts))
+        except ServerUnavailable as e:
+            # The server is gone for good: stop queued requests and fail the case with the reason.
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise EngineError(
+                f"the server at {self.base_url} stopped answering for model {self.server_model!r}: {e}. "
+                "Check that it is still running (its log says why), or raise --timeout / lower --concurrency."
+            ) from None
+        pool.shutdown(wait=True)
+        wall = time.perf_counter() - start
+
+        results: list[list[Generation]] = []
+        prompt_tokens = completion_tokens = attempts = 0
+        rejected: dict[str, str] = {}
+        for prompt, reply in zip(prompts, replies):
+            if isinstance(reply, str):
+                rejected[prompt.item_id] = reply
+                results.append([Generation(prompt.item_id, j, "", 0, 0, "error") for j in range(n)])
+                continue
+            prompt_tokens += reply.prompt_tokens
+            completion_tokens += reply.completion_tokens
+            attempts += reply.attempts
+            texts, reasons = reply.texts, reply.finish_reasons
+            if greedy:
+                texts, reasons = texts[:1] * n, reasons[:1] * n
+            # The API reports completion tokens per request; split them over its choices.
+            per_choice = _split(reply.completion_tokens, len(reply.texts))
+            per_choice = per_choice[:1] * n if greedy else per_choice
+            results.append([
+                Generation(prompt.item_id, j, texts[j], reply.prompt_tokens, per_choice[j], reasons[j])
+                for j in range(len(texts))
+            ])
+            if len(texts) != n:
+                raise EngineError(
+                    f"the server returned {len(texts)} choices for {prompt.item_id} where {n} were asked for. "
+                    "Use a server that supports the OpenAI `n` parameter, or --samples 1."
+                )
+        self.last_call = {
+            "wall_s": wall,
+            "requests": len(prompts),
+            "samples": n,
+            "greedy_copies": greedy and n > 1,
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "tokens_per_s": completion_tokens / wall if wall > 0 else 0.0,
+            "attempts": attempts,
+            "rejected": rejected,
+            "concurrency": self.concurrency,
+        }
+        return results
+
+    def _body(self, prompt: Prompt, sampling: SamplingConfig, n: int) -> tuple[str, dict[str, Any]]:
+        body: dict[str, Any] = {
+            "model": self.server_model,
+            "max_tokens": int(sampling.max_new_tokens),
+            "temperature": float(sampling.temperature),
+            "top_p": float(sampling.top_p) if sampling.temperature > 0 else 1.0,
+            "n": n,
+        }
+        if prompt.stop:
+            body["stop"] = list(prompt.stop)
+        if self.request_seed and sampling.temperature > 0:
+            body["seed"] = int(sampling.seed)
+        if prompt.messages is not None:
+            body["messages"] = [dict(m) for m in prompt.messages]
+            return "/chat/completions", body
+        body["prompt"] = prompt.text or ""
+        return "/completions", body
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "base_url": self.base_url, "server_model": self.server_model,
+                "concurrency": self.concurrency}
+
+
+def _parse(payload: Any, chat: bool, attempts: int) -> _Reply:
+    try:
+        choices = sorted(payload["choices"], key=lambda c: c.get("index", 0))
+        texts: list[str] = []
+        for c in choices:
+            if chat:
+                message = c.get("message") or {}
+                text = message.get("content") or ""
+                # A server with a reasoning parser splits the thinking off; put it back
+                # in the <think> form the suite splits, so it is recorded, not lost.
+                reasoning = message.get("reasoning_content") or message.get("reasoning")
+                if reasoning:
+                    text = f"<think>{reasoning}</think>{text}"
+            else:
+                text = c.get("text") or ""
+            texts.append(text)
+        usage = payload.get("usage") or {}
+        return _Reply(texts, [c.get("finish_reason") for c in choices],
+                      int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0), attempts)
+    except (TypeError, KeyError, AttributeError):
+        raise EngineError(
+            f"the server's reply is not an OpenAI completion: {str(payload)[:300]!r}. "
+            "Check that --base-url points at an OpenAI-compatible API."
+        ) from None
+
+
+def _split(total: int, parts: int) -> list[int]:
+    if parts <= 0:
+        return []
+    base, extra = divmod(total, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return min(MAX_BACKOFF_S, float(value)) if value else None
+    except ValueError:  # an HTTP date: not worth parsing, fall back to our own backoff
+        return None
+
+
+def _error_text(payload: Any) -> str:
+    if isinstance(payload, dict):
+        err = payload.get("error", payload)
+        if isinstance(err, dict):
+            return str(err.get("message") or err)[:300]
+        return str(err)[:300]
+    return str(payload)[:300]
