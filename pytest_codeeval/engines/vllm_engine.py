@@ -78,7 +78,7 @@ class VLLMEngine(Engine):
             ) from e
 
         self._on_gpu = not current_platform.is_cpu()
-        wanted = self._engine_kwargs()
+        wanted = self.build_engine_kwargs(self._on_gpu)
         known = {f.name for f in dataclasses.fields(EngineArgs)}
         # Preset keys this vLLM version no longer has (swap_space went away in V1)
         # are recorded, not passed: LLM() rejects unknown keyword arguments.
@@ -154,7 +154,8 @@ class VLLMEngine(Engine):
             return str(path)
         return self.model.hf_id
 
-    def _engine_kwargs(self) -> dict[str, Any]:
+    def build_engine_kwargs(self, on_gpu: bool) -> dict[str, Any]:
+        """``LLM(...)`` keyword arguments from the model entry and the preset settings."""
         s = self.settings
         kwargs: dict[str, Any] = {
             "model": self.model_path,
@@ -168,7 +169,7 @@ class VLLMEngine(Engine):
             kwargs["revision"] = self.model.revision
         if s.get("max_num_batched_tokens"):
             kwargs["max_num_batched_tokens"] = int(s["max_num_batched_tokens"])
-        if self._on_gpu:
+        if on_gpu:
             kwargs.update(
                 gpu_memory_utilization=float(s["gpu_memory_utilization"]),
                 tensor_parallel_size=int(self.model.tensor_parallel_size),
