@@ -46,6 +46,23 @@ CLOSE_TIMEOUT_S = 30.0
 _gpu_baseline_used: int | None = None
 
 
+def cpu_kvcache_gib(settings: dict[str, Any]) -> int:
+    """VLLM_CPU_KVCACHE_SPACE for a preset: whole GiB (vLLM reads an int), at least 1."""
+    return max(1, math.ceil(float(settings.get("cpu_kvcache_space_gib") or 1)))
+
+
+def supported_engine_args(kwargs: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Split kwargs into those this vLLM's EngineArgs knows and the names it does not.
+
+    Preset keys a vLLM version no longer has (swap_space went away in V1) are
+    reported, not passed: LLM() rejects unknown keyword arguments.
+    """
+    from vllm.engine.arg_utils import EngineArgs
+
+    known = {f.name for f in dataclasses.fields(EngineArgs)}
+    return {k: v for k, v in kwargs.items() if k in known}, sorted(set(kwargs) - known)
+
+
 class VLLMEngine(Engine):
     kind = "vllm"
 
@@ -65,11 +82,10 @@ class VLLMEngine(Engine):
 
     # ----------------------------------------------------------------- load
     def _load(self) -> None:
-        self.model_path = self._resolve_model()
+        self.model_path = self.resolve_model()
         try:
             import vllm
             from vllm import LLM
-            from vllm.engine.arg_utils import EngineArgs
             from vllm.platforms import current_platform
         except ImportError as e:
             raise EngineError(
@@ -78,12 +94,7 @@ class VLLMEngine(Engine):
             ) from e
 
         self._on_gpu = not current_platform.is_cpu()
-        wanted = self.build_engine_kwargs(self._on_gpu)
-        known = {f.name for f in dataclasses.fields(EngineArgs)}
-        # Preset keys this vLLM version no longer has (swap_space went away in V1)
-        # are recorded, not passed: LLM() rejects unknown keyword arguments.
-        self.engine_kwargs = {k: v for k, v in wanted.items() if k in known}
-        ignored = sorted(set(wanted) - known)
+        self.engine_kwargs, ignored = supported_engine_args(self.build_engine_kwargs(self._on_gpu))
         self.stats.extra.update(
             vllm_version=vllm.__version__,
             model_path=self.model_path,
@@ -102,7 +113,7 @@ class VLLMEngine(Engine):
             self.stats.memory_kind = "cpu_rss"
             self.stats.device = "cpu"
             # The engine core is a spawned child: it reads these from the environment.
-            kv_gib = max(1, math.ceil(float(self.settings.get("cpu_kvcache_space_gib") or 1)))
+            kv_gib = cpu_kvcache_gib(self.settings)
             env_backup["VLLM_CPU_KVCACHE_SPACE"] = os.environ.get("VLLM_CPU_KVCACHE_SPACE")
             os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(kv_gib)
             self.stats.extra["cpu_kvcache_space_gib"] = kv_gib
@@ -138,7 +149,7 @@ class VLLMEngine(Engine):
                 f"Set kind = \"base\" in its catalog entry, or point it at an instruct checkpoint."
             )
 
-    def _resolve_model(self) -> str:
+    def resolve_model(self) -> str:
         source = self.model.source
         if source == "smollm2_package":
             from . import smollm2
