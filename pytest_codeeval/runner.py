@@ -8,7 +8,7 @@ row per scored sample.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from .catalog import DatasetSpec, ModelSpec
@@ -38,22 +38,53 @@ class CaseInputs:
     ks: tuple[int, ...]
     system_prompt: str | None
     categories: tuple[str, ...] = ()
+    # What, besides the prompt and sampling, decides the engine's output
+    # (model + revision, output-changing settings, a replay file's hash):
+    # part of every stored generation's key.
+    generation_identity: dict[str, Any] = field(default_factory=dict)
 
 
-def run_case(inputs: CaseInputs, engine: Engine, timer: Timer = plain_timer) -> dict[str, Any]:
+def run_case(
+    inputs: CaseInputs, engine: Engine, timer: Timer = plain_timer, store: Any = None, fresh: bool = False,
+    progress: Any = None,
+) -> dict[str, Any]:
     started = time.time()
     items = list(inputs.items)
     prompts = [build_prompt(item, inputs.dataset, inputs.model, inputs.system_prompt) for item in items]
-
-    t0 = time.perf_counter()
-    generations = timer(lambda: engine.generate(prompts, items, inputs.sampling))
-    generation_s = time.perf_counter() - t0
-    _check_shape(generations, items)
-
-    t1 = time.perf_counter()
     scorer = get_scorer(inputs.dataset.scorer)
     ctx = ScoreContext(chat=inputs.model.chat, ks=inputs.ks)
-    verdicts, splits = score_generations(items, generations, scorer, ctx)
+    resume: dict[str, Any] = {}
+
+    if store is None:
+        t0 = time.perf_counter()
+        generations = timer(lambda: engine.generate(prompts, items, inputs.sampling))
+        generation_s = time.perf_counter() - t0
+        _check_shape(generations, items)
+        t1 = time.perf_counter()
+        verdicts, splits = score_generations(items, generations, scorer, ctx)
+    else:
+        # Resume: only the (item, sample) pairs the store lacks go to the
+        # engine, still in one batched call; each result is stored at once.
+        from .store import CaseCache, generate_missing, score_missing
+
+        cache = CaseCache(store, {**inputs.generation_identity, "sampling": inputs.sampling.to_dict()},
+                          inputs.model.name, fresh)
+        if progress is not None:
+            progress.generating(len(items), inputs.sampling.n)
+        generations, keys, figures = generate_missing(cache, engine, prompts, items, inputs.sampling, timer)
+        generation_s = figures["engine_s"]
+        _check_shape(generations, items)
+        if progress is not None:
+            progress.generated(figures, sum(x.completion_tokens for g in generations for x in g))
+        t1 = time.perf_counter()
+        verdicts, scored = score_missing(
+            cache, items, generations, keys, scorer.name, scorer.version,
+            lambda its, gens: score_generations(its, gens, scorer, ctx)[0],
+        )
+        splits = [[split_reasoning(g.text) for g in row] for row in generations]
+        resume = {"generations_reused": figures["reused"], "generated": figures["generated"], **scored}
+        if progress is not None:
+            progress.scored(scored, time.perf_counter() - t1)
     metrics = scorer.aggregate(items, verdicts, ctx)
     scoring_s = time.perf_counter() - t1
 
@@ -69,6 +100,7 @@ def run_case(inputs: CaseInputs, engine: Engine, timer: Timer = plain_timer) -> 
         "peak_memory_bytes": engine.stats.peak_memory_bytes,
         "memory_kind": engine.stats.memory_kind,
         "device": engine.stats.device,
+        **resume,
     }
     samples = sample_rows(items, prompts, generations, verdicts, splits)
     return {

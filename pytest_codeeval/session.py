@@ -25,6 +25,7 @@ from .options import RunOptions, parse_options
 from .plan import Case, build_cases, marker_lines, split_engine_key
 from .runner import CaseInputs
 from .scoring import get_scorer
+from .store import generation_identity
 
 PSEUDO_MODELS = {
     # The reference engine answers like an instruct model (fenced code), so
@@ -85,9 +86,8 @@ class CodeevalSession:
     def items(self, dataset: str) -> list[Item]:
         """The dataset's items, the first --samples of them (deterministic)."""
         if dataset not in self._items:
-            loaded = load_dataset(self.catalog.dataset(dataset), self.load_ctx)
-            self._items[dataset] = loaded[: self.options.samples] if self.options.samples else loaded
-        return self._items[dataset]
+            self._items[dataset] = load_dataset(self.catalog.dataset(dataset), self.load_ctx)
+        return self._items[dataset][: self.options.samples]
 
     def prepare(self, cases: list[Case], dry_run: bool = False) -> None:
         """Load every selected dataset and check the completions file, so bad
@@ -103,15 +103,10 @@ class CodeevalSession:
                     raise
                 self.unavailable[dataset] = str(e)
         if self.options.completions is not None:
-            known = {item.id for d in self._items for item in self._items[d]}
-            all_known = set(known)
-            check_completions(self.completions(), all_known | self._unsampled_ids(), self.options.completions)
-
-    def _unsampled_ids(self) -> set[str]:
-        # --samples N must not turn a valid completions file into an error.
-        if not self.options.samples:
-            return set()
-        return {i.id for d in self._items for i in load_dataset(self.catalog.dataset(d), self.load_ctx)}
+            # Ids of the whole datasets: --samples N must not turn a valid
+            # completions file into an error.
+            known = {item.id for items in self._items.values() for item in items}
+            check_completions(self.completions(), known, self.options.completions)
 
     def completions(self) -> dict[str, list[str]]:
         if self._completions is None:
@@ -154,6 +149,7 @@ class CodeevalSession:
             case_id=case.id, model=self.model_spec(case.model), preset=case.preset, dataset=dataset,
             items=self.items(case.dataset), sampling=self.sampling(dataset), ks=self.options.pass_k,
             system_prompt=self.options.system_prompt, categories=case.categories,
+            generation_identity=generation_identity(self.options, self.catalog, case),
         )
 
     # -- results (controller) -----------------------------------------
