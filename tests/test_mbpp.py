@@ -32,18 +32,6 @@ from pytest_codeeval.scoring.code import CodeExecScorer, ground_truth
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Reference solutions that pass a plain run of their tests but not (yet) the
-# sandbox, each for a reason in the sandbox, not in the data.  The strict
-# xfail below turns red once the sandbox handles them: then empty this.
-KNOWN_SANDBOX_GAPS = {
-    "Mbpp/40": "returns collections.Counter, which the judge refuses as non-plain",
-    "Mbpp/88": "returns collections.Counter, which the judge refuses as non-plain",
-    "Mbpp/56": "the solution's function is named `check`, and the judge looks up check() after binding the entry point",
-    "Mbpp/349": "the solution's function is named `check` (same as Mbpp/56)",
-    "Mbpp/123": "the reference needs about 5-20 s for amicable_numbers_sum(9999); calibration keeps the floor limit",
-}
-
-
 def shared_datasets() -> Path:
     env = os.environ.get("CODEEVAL_DATA_DIR")
     return Path(env) if env else REPO.parent / "shared" / "datasets"
@@ -238,25 +226,18 @@ def test_all_references_pass_plain_execution(catalog, name: str) -> None:
 def test_references_pass_in_the_sandbox_but_known_gaps(catalog, name: str, private_cache: Path) -> None:
     items = _load(catalog, name)
     failures = {v.item_id: f"{v.verdict}: {v.detail}" for v in ground_truth(items) if not v.passed}
-    assert set(failures) <= set(KNOWN_SANDBOX_GAPS), failures
+    assert failures == {}
 
 
 @pytest.mark.slow
 def test_chat_replies_of_the_reference_engine_pass_in_the_sandbox(mbpp: list[Item], private_cache: Path) -> None:
     rows = CodeExecScorer().score(mbpp, [[reference_answer(i, chat=True)] for i in mbpp], ScoreContext(chat=True))
     failures = {r[0].item_id: r[0].detail for r in rows if not r[0].passed}
-    assert set(failures) <= set(KNOWN_SANDBOX_GAPS), failures
-
-
-@pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="sandbox gaps: " + "; ".join(f"{k} {v}" for k, v in KNOWN_SANDBOX_GAPS.items()))
-def test_every_mbpp_reference_passes_in_the_sandbox(mbpp: list[Item], private_cache: Path) -> None:
-    gaps = [i for i in mbpp if i.id in KNOWN_SANDBOX_GAPS]
-    assert [v.item_id for v in ground_truth(gaps) if not v.passed] == []
+    assert failures == {}
 
 
 def test_wrong_mbpp_answers_fail_in_the_sandbox(mbpp: list[Item], private_cache: Path) -> None:
-    items = [i for i in mbpp[:12] if i.id not in KNOWN_SANDBOX_GAPS]
+    items = mbpp[:12]
     entry = [i.data["entry_point"] for i in items]
     wrong = [i.reference + f"\n_orig_{e} = {e}\ndef {e}(*a, **k):\n    r = _orig_{e}(*a, **k)\n    return r + r if r else 1\n"
              for i, e in zip(items, entry)]

@@ -225,8 +225,10 @@ def judge_stub(worker: Worker, job: SampleJob, limits: Limits) -> Outcome:
             elif isinstance(first, dict) and first.get("loaded") is True:
                 ns = _trusted_namespace(job)
                 stub = _Stub(conn, tl, sample_deadline)
-                ns[job.entry_point] = stub
+                # Look check up before binding the entry point: a solution may
+                # itself be named check (MBPP 56, 349).
                 check = ns.get("check")
+                ns[job.entry_point] = stub
                 if not callable(check):
                     outcome = Outcome("sandbox_error", "the dataset's test defines no check(candidate) function")
                 else:
