@@ -196,3 +196,15 @@ def test_wrong_answers_fail_scorer(dataset: tuple[str, list[Item], dict[str, lis
     # a wrong answer must be rejected by its tests, not by a broken sandbox
     broken = [f"{v.item_id}#{v.sample}: {v.detail}" for row in verdicts for v in row if v.verdict == "sandbox_error"]
     assert broken == []
+
+
+def test_references_pass_scorer_chat(dataset: tuple[str, list[Item], dict[str, list[str]]]) -> None:
+    """Chat replies rewrite the whole function in a fence (what the reference
+    engine sends in chat mode): the prompt's imports must still reach it."""
+    from pytest_codeeval.scoring.base import ScoreContext
+
+    _, items, _ = dataset
+    replies = [[f"Here is the function:\n```python\n{item.prompt}{item.reference}```\n"] for item in items]
+    verdicts = _scorer().score(items, replies, ScoreContext(chat=True))
+    failed = {row[0].item_id: f"{row[0].verdict}: {row[0].detail}" for row in verdicts if not row[0].passed}
+    assert failed == {}
