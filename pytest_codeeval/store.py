@@ -116,8 +116,12 @@ def generation_identity(options: Any, catalog: Any, case: Any) -> dict[str, Any]
     elif options.engine != "reference":
         model = catalog.model(case.model)
         settings = catalog.engine_settings(model, catalog.preset(case.preset))
+        # The preset is part of the key although most of its settings do not
+        # change outputs: presets are compared on throughput, which needs
+        # each preset to generate for itself.
         ident.update(hf_id=model.hf_id, revision=model.revision, dtype=model.dtype, source=model.source,
-                     path=model.path, settings={k: settings[k] for k in OUTPUT_SETTINGS if k in settings})
+                     path=model.path, preset=case.preset,
+                     settings={k: settings[k] for k in OUTPUT_SETTINGS if k in settings})
         if options.engine == "server":
             ident["server_model"] = options.server_model or model.hf_id
     return ident

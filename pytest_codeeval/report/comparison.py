@@ -116,9 +116,35 @@ def build_comparison(
         "paired_comparison": paired,
         "strengths": by_type,
         "recommendation": recommendation(cases, ranking, paired, by_type, multi),
+        "presets_compared": compare_presets(cases) if multi else {},
         "gating": {"baseline": options.get("baseline"), "checked": any("gating" in c for c in cases),
                    "regressions": gating_regressions},
     }
+
+
+def compare_presets(cases: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per model, per preset: throughput, load time, peak memory and mean score
+    over the datasets both ran, which is how a user picks a preset for a GPU."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for c in cases:
+        if c["status"] == "error":
+            continue
+        perf = c.get("performance") or {}
+        row = out.setdefault(c["model"], {}).setdefault(
+            c["preset"], {"tokens": 0, "generation_s": 0.0, "load_s": None, "peak_memory_bytes": 0, "scores": []})
+        row["tokens"] += perf.get("completion_tokens") or 0
+        row["generation_s"] += perf.get("generation_s") or 0.0
+        row["load_s"] = perf.get("load_s", row["load_s"])
+        row["peak_memory_bytes"] = max(row["peak_memory_bytes"], perf.get("peak_memory_bytes") or 0)
+        if c.get("score") is not None:
+            row["scores"].append(float(c["score"]))
+    for presets in out.values():
+        for row in presets.values():
+            gen_s = row.pop("generation_s")
+            scores = row.pop("scores")
+            row["tokens_per_s"] = round(row["tokens"] / gen_s, 2) if gen_s > 0 else None
+            row["mean_score"] = sum(scores) / len(scores) if scores else None
+    return out
 
 
 # -- per-item scores ----------------------------------------------------------

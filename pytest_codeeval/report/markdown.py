@@ -92,6 +92,9 @@ def render_markdown(comparison: dict[str, Any]) -> str:
     ))
     lines += ["", "## Performance", ""]
     lines.append(performance_table(comparison))
+    if comparison.get("presets_compared"):
+        lines += ["", "## Presets side by side", ""]
+        lines.append(presets_table(comparison["presets_compared"]))
     errors = [c for c in comparison["cases"] if c["status"] == "error"]
     if errors:
         lines += ["", "## Errors", ""]
@@ -157,3 +160,14 @@ def _hardware(manifest: dict[str, Any]) -> str:
     if hw.get("device") == "gpu":
         return ", ".join(hw.get("gpus", []))
     return f"CPU ({hw.get('cpu_count', '?')} cores)"
+
+
+def presets_table(compared: dict[str, dict[str, dict[str, Any]]]) -> str:
+    rows = [
+        [model, preset, _num(r.get("tokens_per_s")), _num(r.get("load_s")), fmt_bytes(r.get("peak_memory_bytes")),
+         pct(r.get("mean_score"))]
+        for model, presets in compared.items()
+        for preset, r in presets.items()
+    ]
+    return tabulate(rows, headers=["model", "preset", "tokens/s", "load s", "peak memory", "mean score"],
+                    tablefmt="github")
