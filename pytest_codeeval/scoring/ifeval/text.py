@@ -3,7 +3,9 @@
 The reference (google-research ``instruction_following_eval/instructions_util.py``,
 copied verbatim into lm-eval's ``lm_eval/tasks/ifeval/``) uses
 
-- ``nltk.tokenize.RegexpTokenizer(r"\\w+")`` to count words,
+- ``nltk.tokenize.RegexpTokenizer(r"\\w+")`` to count words (we use the stdlib
+  ``re``, as nltk did when IFEval was published; nltk >= 3.10 runs it on the
+  ``regex`` engine, which differs only for scripts with combining marks),
 - NLTK's pretrained English Punkt model to count sentences,
 - ``nltk.word_tokenize`` (Punkt sentences, then NLTK's Treebank-style word
   tokenizer) for capital-word counts,
