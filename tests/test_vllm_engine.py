@@ -113,14 +113,13 @@ def test_real_engine_loads_generates_and_shuts_down(engine: VLLMEngine) -> None:
     # --- chat prompts, greedy, several samples: one batched call, copies of the one greedy answer
     chat = [
         Prompt("c/0", messages=({"role": "user", "content": "Complete this function:\n" + HUMANEVAL_LIKE},)),
-        Prompt("c/1", messages=({"role": "system", "content": "Answer with a number only."},
-                                {"role": "user", "content": "What is 2 + 3?"})),
+        Prompt("c/1", messages=({"role": "user", "content": "What is 2+3?"},)),
     ]
     out = engine.generate(chat, [], SamplingConfig(temperature=0.0, max_new_tokens=48, n=2))
     assert [[g.sample for g in row] for row in out] == [[0, 1], [0, 1]]
     assert out[0][0].text == out[0][1].text and "return" in out[0][0].text
     assert "5" in out[1][0].text
-    assert all(g.prompt_tokens > 10 and 0 < g.completion_tokens <= 48 for row in out for g in row)
+    assert all(g.prompt_tokens > 20 and 0 < g.completion_tokens <= 48 for row in out for g in row)
     call = engine.last_call
     assert call["requests"] == 2 and call["greedy_copies"] is True
     assert call["completion_tokens"] == out[0][0].completion_tokens + out[1][0].completion_tokens

@@ -79,6 +79,7 @@ class VLLMEngine(Engine):
         self._on_gpu = False
         self._nvml: memory.Nvml | None = None
         self._engine_pids: set[int] = set()
+        self._gpu_used_before_load = 0
 
     # ----------------------------------------------------------------- load
     def _load(self) -> None:
@@ -108,7 +109,8 @@ class VLLMEngine(Engine):
             self.stats.memory_kind = "gpu"
             assert self._nvml is not None
             self.stats.device = self._nvml.name()
-            sampler = memory.PeakSampler("gpu", self._nvml, baseline=self._nvml.info()[0])
+            self._gpu_used_before_load = self._nvml.info()[0]
+            sampler = memory.PeakSampler("gpu", self._nvml, baseline=self._gpu_used_before_load)
         else:
             self.stats.memory_kind = "cpu_rss"
             self.stats.device = "cpu"
@@ -245,8 +247,9 @@ class VLLMEngine(Engine):
             # One object when every prompt shares its stops (the usual case), else one per prompt.
             return made[stops[0]] if len(made) == 1 else [made[s] for s in stops]
 
+        # GPU: device memory over what was used before this model loaded, as at load.
         sampler = memory.PeakSampler(self.stats.memory_kind or "cpu_rss", self._nvml,
-                                     baseline=_gpu_baseline_used or 0)
+                                     baseline=self._gpu_used_before_load)
         start = time.perf_counter()
         with sampler:
             outputs: dict[int, Any] = {}
