@@ -66,6 +66,9 @@ class Stub:
                 finally:
                     with stub.lock:
                         stub.in_flight -= 1
+                if status == 0:  # drop the connection without an answer
+                    self.close_connection = True
+                    return
                 data = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -191,6 +194,19 @@ def test_retries_429_with_backoff_then_succeeds() -> None:
     assert out[0][0].text == "ok0"
     assert engine.last_call["attempts"] == 3
     assert waited >= 0.4  # Retry-After was honoured twice
+
+
+def test_a_dropped_connection_is_retried() -> None:
+    def script(path: str, body: dict[str, Any], seen: int) -> tuple[int, Any, dict[str, str]]:
+        if path.endswith("/models"):
+            return 200, MODELS, {}
+        return (0, None, {}) if seen == 2 else (200, completion(body), {})
+
+    with Stub(script) as stub:
+        engine = ServerEngine(MODEL, {}, options(stub.url))
+        engine.load()
+        out = engine.generate([CHAT], [], SamplingConfig())
+    assert out[0][0].text == "ok0" and engine.last_call["attempts"] == 2
 
 
 def test_5xx_until_retries_run_out_is_an_engine_error() -> None:

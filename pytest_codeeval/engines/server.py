@@ -12,6 +12,7 @@ works without vLLM or any HTTP client installed.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import random
@@ -125,7 +126,8 @@ class ServerEngine(Engine):
                     raise RequestRejected(f"HTTP {e.code}: {detail}") from None
                 last_error = f"HTTP {e.code}: {detail}"
                 retry_after = _retry_after(e.headers.get("Retry-After") if e.headers else None)
-            except (urllib.error.URLError, ConnectionError, socket.timeout, TimeoutError) as e:
+            except (urllib.error.URLError, http.client.HTTPException, ConnectionError, socket.timeout,
+                    TimeoutError) as e:  # refused, reset, cut short, timed out: worth another try
                 last_error = f"{type(e).__name__}: {getattr(e, 'reason', e)}"
             if attempt == self.retries:
                 break
