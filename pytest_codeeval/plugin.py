@@ -189,6 +189,8 @@ def codeeval_run(request: pytest.FixtureRequest, codeeval: CodeevalSession) -> C
     timer = _benchmark_timer(request)
 
     def run(case: Case, engine: Any) -> dict[str, Any]:
+        if codeeval.options.ground_truth:
+            _skip_without_references(codeeval, case)
         durable = request.config.stash.get(DURABLE_KEY, {})
         from .progress import case_progress
 
@@ -226,6 +228,15 @@ def _benchmark_timer(request: pytest.FixtureRequest) -> Callable[[Callable[[], A
     if bench is None or getattr(bench, "disabled", False):
         return lambda fn: fn()
     return lambda fn: bench.pedantic(fn, rounds=1, iterations=1)
+
+
+def _skip_without_references(state: CodeevalSession, case: Case) -> None:
+    """Some public sets publish no reference answers (IFEval): a ground-truth
+    check has nothing to run there, which is a skip with the reason, not a 0%."""
+    items = state.items(case.dataset)
+    if all(item.data.get("has_reference") is False for item in items):
+        pytest.skip(f"{case.dataset} publishes no reference answers: nothing to check (its scorer's fidelity "
+                    "is tested against the official implementation instead)")
 
 
 def _judge(state: CodeevalSession, result: dict[str, Any]) -> None:
