@@ -22,6 +22,11 @@ class DatasetError(CodeevalError):
     """A dataset cannot be loaded: missing offline, malformed file, missing field."""
 
 
+class DatasetUnavailable(DatasetError):
+    """A dataset has no local copy and the hub cannot be reached.  Dry runs
+    (--collect-only, --setup-plan) report it and go on; real runs stop."""
+
+
 class CompletionsError(CodeevalError):
     """A --completions file is malformed or names unknown task ids."""
 

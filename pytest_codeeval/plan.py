@@ -46,6 +46,7 @@ class Case:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["id"] = self.id
+        d["categories"] = list(self.categories)
         d.pop("multi_preset")
         return d
 

@@ -14,7 +14,7 @@ from typing import Any, Callable, Generator
 
 import pytest
 
-from .plan import Case, case_marks, check_markexpr, plan_label, summary_line
+from .plan import Case, case_marks, check_markexpr, plan_label, split_engine_key, summary_line
 from .session import CodeevalSession, ensure_writable
 
 SESSION_KEY = pytest.StashKey[CodeevalSession]()
@@ -86,7 +86,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         return
     if state.options.markexpr:
         check_markexpr(state.options.markexpr, state.catalog, _registered_markers(config))
-    state.prepare([c for c in selected if c is not None], dry_run=config.option.collectonly)
+    state.prepare([c for c in selected if c is not None], dry_run=config.option.collectonly or config.option.setupplan)
     if not config.option.collectonly and state.selected:
         _start_durable(config, state)
 
@@ -166,11 +166,15 @@ def codeeval_engine(request: pytest.FixtureRequest) -> Generator[Any, None, None
     """One loaded engine per model x preset, shut down before the next loads."""
     state = _state(request.config)
     durable = request.config.stash.get(DURABLE_KEY, None)
-    if durable is None:
+    model_name, _ = split_engine_key(request.param)
+    store = durable.get("store") if durable else None
+    if store is None or state.options.fresh or not store.has_model(model_name):
+        # Nothing stored to reuse: load now, so a model that fails to load
+        # marks its cases as errors (setup) with the reason.
         engine = state.open_engine(request.param)
     else:
-        # The model loads on the first generation the store lacks: a rerun
-        # or a re-scoring of stored generations loads none.
+        # The store holds generations of this model: it loads on the first
+        # one the store lacks, so a rerun or a re-scoring may load none.
         from .store import DeferredEngine
 
         engine = DeferredEngine(lambda: state.open_engine(request.param), state.options.engine, request.param)

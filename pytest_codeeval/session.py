@@ -19,7 +19,7 @@ from .datasets import LoadContext, load_dataset
 from .engines import engine_class
 from .engines.base import Engine, SamplingConfig
 from .engines.replay import check_completions, read_completions
-from .errors import CodeevalError, DatasetError
+from .errors import CodeevalError, DatasetUnavailable
 from .items import Item
 from .options import RunOptions, parse_options
 from .plan import Case, build_cases, marker_lines, split_engine_key
@@ -98,7 +98,7 @@ class CodeevalSession:
             get_scorer(self.catalog.dataset(dataset).scorer)  # a scorer not built yet is a usage error now
             try:
                 self.items(dataset)
-            except DatasetError as e:
+            except DatasetUnavailable as e:
                 if not dry_run:
                     raise
                 self.unavailable[dataset] = str(e)

@@ -203,6 +203,11 @@ class ResultStore:
         v = self._conn.execute("SELECT COUNT(*) FROM verdicts").fetchone()[0]
         return {"generations": g, "verdicts": v}
 
+    def has_model(self, model: str) -> bool:
+        """Whether any generation of this model is stored (a resume may need no load)."""
+        row = self._conn.execute("SELECT 1 FROM generations WHERE model = ? LIMIT 1", (model,)).fetchone()
+        return row is not None
+
     def close(self) -> None:
         self._conn.close()
 
@@ -310,11 +315,19 @@ class DeferredEngine(Engine):
         self._factory = factory
         self._inner: Engine | None = None
         self._on_load = on_load
+        self._load_error: BaseException | None = None
 
     @property
     def inner(self) -> Engine:
+        if self._load_error is not None:
+            # Load once: a model that failed does not cost every case another try.
+            raise RuntimeError(f"model {self.model_name} failed to load earlier: {self._load_error}") from self._load_error
         if self._inner is None:
-            self._inner = self._factory()  # the factory loads (and times) the model
+            try:
+                self._inner = self._factory()  # the factory loads (and times) the model
+            except BaseException as e:
+                self._load_error = e
+                raise
             self.stats = self._inner.stats
             self._loaded = True
             if self._on_load is not None:

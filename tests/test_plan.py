@@ -70,6 +70,7 @@ def test_several_presets_make_model_x_preset_x_dataset_cases(suite: pytest.Pytes
 def test_setup_plan_loads_each_model_once_in_order(suite: pytest.Pytester) -> None:
     result = suite.runpytest("--setup-plan", "-m", "coding_specialists",
                              "--models", "qwen3_8b,qwen2_5_coder_7b", "--datasets", "humaneval,reasoning_sample,mbpp")
+    assert result.ret == 0, result.stdout.str() + result.stderr.str()  # mbpp is not here: a dry run goes on
     setups = [line.strip() for line in result.outlines if "SETUP    S codeeval_engine" in line]
     teardowns = [line.strip() for line in result.outlines if "TEARDOWN S codeeval_engine" in line]
     assert len(setups) == 2 and len(teardowns) == 2

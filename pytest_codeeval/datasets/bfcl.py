@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Sequence
 
 from ..catalog import DatasetSpec
-from ..errors import DatasetError
+from ..errors import DatasetError, DatasetUnavailable
 from ..items import Item
 from .context import LoadContext
 from .hub import download_hub_file
@@ -150,7 +150,7 @@ def load(spec: DatasetSpec, ctx: LoadContext) -> list[Item]:
         return merge(read_jsonl(local), read_jsonl(answers), local, answers, spec.name)
     if len(spec.hf_files) != 2:
         # nothing online to fall back on: say where the local copy must be
-        raise DatasetError(ctx.missing_message(spec))
+        raise DatasetUnavailable(ctx.missing_message(spec))
     questions_file = download_hub_file(spec, ctx, spec.hf_files[0])
     answers_file = download_hub_file(spec, ctx, spec.hf_files[1])
     q, a = Path(questions_file), Path(answers_file)

@@ -39,10 +39,16 @@ class LoadContext:
         return None
 
     def missing_message(self, spec: DatasetSpec) -> str:
+        if not spec.local_path:
+            return (
+                f"dataset {spec.name!r} is not available offline: it is published on the HuggingFace hub "
+                f"({spec.hf_id}) and has no local copy here. Go online so `datasets` can fetch it, or export it "
+                f"to a JSONL file and set local_path in [tool.codeeval.datasets.{spec.name}]."
+            )
         where = f" (looked for {spec.local_path!r} under {self.data_dir})" if self.data_dir else ""
         return (
             f"dataset {spec.name!r} is not available offline{where}. Point at a local copy with "
-            f"--data-dir DIR or ${DATA_DIR_ENV}=DIR (a folder holding {spec.local_path or 'the files'}), "
+            f"--data-dir DIR or ${DATA_DIR_ENV}=DIR (a folder holding {spec.local_path}), "
             f"or set local_path in [tool.codeeval.datasets.{spec.name}], or go online so "
             f"`datasets` can fetch {spec.hf_id or 'it'} from the HuggingFace hub."
         )

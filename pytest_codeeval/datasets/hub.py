@@ -5,16 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from ..catalog import DatasetSpec
-from ..errors import DatasetError
+from ..errors import DatasetError, DatasetUnavailable
 from .context import LoadContext
 
 
 def load_hub_rows(spec: DatasetSpec, ctx: LoadContext, split: str | None = None) -> list[dict[str, Any]]:
     """Rows of ``spec.hf_id`` (config ``spec.hf_config``, split ``spec.hf_split``)."""
     if not spec.hf_id:
-        raise DatasetError(ctx.missing_message(spec))
+        raise DatasetUnavailable(ctx.missing_message(spec))
     if ctx.offline:
-        raise DatasetError(ctx.missing_message(spec))
+        raise DatasetUnavailable(ctx.missing_message(spec))
     try:
         import datasets  # noqa: PLC0415 - heavy, only when a hub dataset is asked for
     except ImportError:
@@ -26,14 +26,14 @@ def load_hub_rows(spec: DatasetSpec, ctx: LoadContext, split: str | None = None)
     try:
         ds = datasets.load_dataset(*args, split=split or spec.hf_split or None)
     except Exception as e:  # network, auth, missing config: all mean "not here"
-        raise DatasetError(f"{ctx.missing_message(spec)} (hub error: {type(e).__name__}: {e})") from None
+        raise DatasetUnavailable(f"{ctx.missing_message(spec)} (hub error: {type(e).__name__}: {e})") from None
     return [dict(row) for row in ds]
 
 
 def download_hub_file(spec: DatasetSpec, ctx: LoadContext, filename: str) -> str:
     """A single file of a hub dataset repo (BFCL ships JSON-lines files, not a dataset script)."""
     if ctx.offline or not spec.hf_id:
-        raise DatasetError(ctx.missing_message(spec))
+        raise DatasetUnavailable(ctx.missing_message(spec))
     try:
         from huggingface_hub import hf_hub_download  # noqa: PLC0415
     except ImportError:
@@ -41,4 +41,4 @@ def download_hub_file(spec: DatasetSpec, ctx: LoadContext, filename: str) -> str
     try:
         return hf_hub_download(spec.hf_id, filename, repo_type="dataset")
     except Exception as e:
-        raise DatasetError(f"{ctx.missing_message(spec)} (hub error: {type(e).__name__}: {e})") from None
+        raise DatasetUnavailable(f"{ctx.missing_message(spec)} (hub error: {type(e).__name__}: {e})") from None
