@@ -11,7 +11,8 @@ import pytest
 
 from pytest_codeeval.datasets.humaneval import _from_file, item_from_record, packaged_humaneval
 from pytest_codeeval.items import Item
-from pytest_codeeval.sandbox import SERVER_MARK_ARG, TimingCache
+from pytest_codeeval.sandbox import TimingCache
+from pytest_codeeval.sandbox.worker import started_by
 from pytest_codeeval.scoring.base import ScoreContext
 from pytest_codeeval.scoring.code import CodeExecScorer, build_program, ground_truth
 
@@ -27,11 +28,12 @@ def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def sandbox_processes() -> list[psutil.Process]:
-    """Any fork-server (or fork of one) still alive anywhere on the machine, for this test run."""
+    """Any fork-server (or fork of one) this test run started, still alive anywhere on the machine
+    (other runs on the same machine have their own)."""
     out = []
     for p in psutil.process_iter(["cmdline", "status"]):
         cmd = p.info["cmdline"] or []
-        if SERVER_MARK_ARG in cmd and p.info["status"] != psutil.STATUS_ZOMBIE:
+        if started_by(cmd, os.getpid()) and p.info["status"] != psutil.STATUS_ZOMBIE:
             out.append(p)
     return out
 

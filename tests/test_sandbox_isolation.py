@@ -13,8 +13,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pytest_codeeval.sandbox import SERVER_MARK_ARG, Limits, SampleJob, SandboxPool, TimeLimits, probe_isolation
+from pytest_codeeval.sandbox import Limits, SampleJob, SandboxPool, TimeLimits, probe_isolation
 from pytest_codeeval.sandbox.isolation import is_root, python_dirs
+from pytest_codeeval.sandbox.worker import started_by
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -30,7 +31,7 @@ def job(body: str, test: str) -> SampleJob:
 def pool() -> SandboxPool:
     with SandboxPool(workers=1, limits=Limits(output_bytes=64 * 1024)) as p:
         yield p
-    left = [p for p in psutil.process_iter(["cmdline"]) if SERVER_MARK_ARG in (p.info["cmdline"] or [])]
+    left = [p for p in psutil.process_iter(["cmdline"]) if started_by(p.info["cmdline"] or [], os.getpid())]
     assert [p for p in left if p.status() != psutil.STATUS_ZOMBIE] == []
 
 

@@ -11,13 +11,33 @@ its result comes back on the sample socket tagged with a nonce the judge made,
 and every value the candidate returns is replaced by a plain copy first.
 
 Exit codes and output never decide anything.
+
+Predicted calls (speed, not trust): each stub call is a round trip to the
+sample, and on a busy machine every hop waits for the scheduler.  The calls a
+passing run of an item's test made are remembered (``CallLog``); the next
+sample of that item gets them with its job and runs them in that order at
+once, streaming one reply per call.  The stub still checks each call the test
+makes against the list, in order, and takes the matching reply: the candidate
+sees exactly the calls, in exactly the order, the test makes (a test that
+uses earlier results still works).  The first call that differs stops the
+sample and it is judged again from scratch without predictions (the sample
+may already have run a call the test did not make); that item is then never
+predicted again.  A test that stops early (a failed assertion) simply leaves
+the rest unread.  The sample sends its predicted replies in bursts, so a
+predicted run that ends in timeout, a dead sample or output_limit is judged
+again without predictions (the hang, death or overflow may come from a call
+the test never made, or hide replies it did not send yet): only passes and
+plain failures (an assertion, an exception, a wrong type) are taken from a
+predicted run, and those are decided by replies to calls the test made.
 """
 
 from __future__ import annotations
 
 import builtins
 import functools
+import json
 import secrets
+import threading
 import socket
 import time
 import traceback
@@ -74,8 +94,60 @@ class _NeedSandbox(BaseException):
         self.why = why
 
 
+class _Mispredicted(BaseException):
+    """The test made a call other than the predicted one."""
+
+
+class _RerunLazily(BaseException):
+    """A predicted run ended in a way speculation may have caused: judge it again without."""
+
+
 class CandidateError(Exception):
     """A non-builtin exception the candidate raised, by name."""
+
+
+# What one call looks like on the wire, and at most how much of it is remembered.
+_MAX_PREDICTED_CALLS = 2000
+_MAX_PREDICTED_CHARS = 2_000_000
+
+
+class CallLog:
+    """Per test: the calls a passing run made (JSON text and decoded), shared by the pool's threads.
+
+    Keyed by everything the test's calls can depend on on the judge side:
+    the test, its setup, the helpers and the entry point.  Dict operations
+    are atomic under the GIL; the lock only keeps one writer at a time.
+    """
+
+    def __init__(self) -> None:
+        self._calls: dict[tuple[str, str, str, str], tuple[list[str], list[Any]]] = {}
+        self._unpredictable: set[tuple[str, str, str, str]] = set()
+        self._lock = threading.Lock()
+        self.stats = {"predicted_samples": 0, "mispredicted": 0, "lazy_reruns": 0}
+
+    @staticmethod
+    def key(job: "SampleJob") -> tuple[str, str, str, str]:
+        return (job.test, job.setup, job.helpers, job.entry_point)
+
+    def get(self, job: "SampleJob") -> tuple[list[str], list[Any]] | None:
+        k = self.key(job)
+        return None if k in self._unpredictable else self._calls.get(k)
+
+    def learn(self, job: "SampleJob", texts: list[str]) -> None:
+        k = self.key(job)
+        if not texts or k in self._unpredictable:
+            return
+        with self._lock:
+            known = self._calls.get(k)
+            if known is None or len(texts) > len(known[0]):
+                self._calls[k] = (list(texts), [json.loads(t) for t in texts])
+
+    def forget(self, job: "SampleJob") -> None:
+        k = self.key(job)
+        with self._lock:
+            self._unpredictable.add(k)
+            self._calls.pop(k, None)
+            self.stats["mispredicted"] += 1
 
 
 def _receive(conn: socket.socket, deadline: float) -> Any:
@@ -113,26 +185,49 @@ def _candidate_exception(info: dict[str, Any]) -> BaseException:
 class _Stub:
     """Stands for the candidate function inside the trusted test code."""
 
-    def __init__(self, conn: socket.socket, tl: TimeLimits, sample_deadline: float) -> None:
+    def __init__(self, conn: socket.socket, tl: TimeLimits, sample_deadline: float, since: float,
+                 predicted: list[str] | None = None) -> None:
         self._conn = conn
         self._tl = tl
         self._sample_deadline = sample_deadline
+        self._predicted = predicted or []
+        self._since = since  # when the sample last answered (a predicted call starts then)
         self.calls = 0
         self.max_call_s = 0.0
+        self.record: list[str] = []  # the calls made, as sent (for CallLog)
+        self._record_chars = 0
+        self.mispredicted = False
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.mispredicted:  # a test that swallowed the first signal gets it again
+            raise _Mispredicted()
         try:
             payload = {"args": encode_plain(list(args)), "kwargs": encode_plain(kwargs)}
         except NonPlain as e:
             raise _NeedSandbox(f"the test passes a non-plain argument ({e})") from None
-        start = time.monotonic()
-        try:
-            send_msg(self._conn, payload)
-        except OSError:
-            raise _SampleDied() from None
+        # JSON text tells 1, 1.0 and True apart (Python's == does not)
+        text = json.dumps(payload, separators=(",", ":"))
+        i = self.calls
+        if i < len(self._predicted):
+            if text != self._predicted[i]:
+                self.mispredicted = True
+                raise _Mispredicted()
+            # already running in the sandbox since the previous reply: the
+            # limit counts from when we read that reply (never less time)
+            start = self._since
+        else:
+            start = time.monotonic()
+            try:
+                send_msg(self._conn, payload)
+            except OSError:
+                raise _SampleDied() from None
+        if len(self.record) < _MAX_PREDICTED_CALLS and self._record_chars + len(text) <= _MAX_PREDICTED_CHARS:
+            self.record.append(text)
+            self._record_chars += len(text)
         deadline = min(start + self._tl.call_s, self._sample_deadline)
         reply = _receive(self._conn, deadline)
-        self.max_call_s = max(self.max_call_s, time.monotonic() - start)
+        self._since = time.monotonic()
+        self.max_call_s = max(self.max_call_s, self._since - start)
         self.calls += 1
         if not isinstance(reply, dict):
             raise _SampleEnded("failed", "the sample sent a malformed reply")
@@ -203,12 +298,23 @@ def _from_status(reply: dict[str, Any], fallback_detail: str) -> Outcome:
     return Outcome("crashed", f"{fallback_detail}: the sample {how}")
 
 
-def judge_stub(worker: Worker, job: SampleJob, limits: Limits) -> Outcome:
+def judge_stub(worker: Worker, job: SampleJob, limits: Limits, calls: CallLog | None = None,
+               predict: bool = True) -> Outcome:
+    """Judge in stub mode. Raises _NeedSandbox when the test needs the fallback
+    and _Mispredicted when the predicted calls were wrong (the caller re-runs).
+
+    ``calls`` learns from every passing run; ``predict`` says whether to use
+    what it knows (a run that times a reference must not: predicted calls
+    start before the judge asks)."""
     tl = job.time_limits
+    predicted = calls.get(job) if calls is not None and predict else None
     start = time.monotonic()
     sample_deadline = start + tl.total_s
-    conn = worker.begin({"mode": "stub", "program": job.program, "setup": job.setup,
-                         "entry_point": job.entry_point, "rlimits": limits.rlimits()})
+    message: dict[str, Any] = {"mode": "stub", "program": job.program, "setup": job.setup, "entry_point": job.entry_point}
+    if predicted:
+        message["batch"] = predicted[1]
+        calls.stats["predicted_samples"] += 1  # type: ignore[union-attr]
+    conn = worker.begin(message)
     outcome: Outcome
     load_s = 0.0
     stub: _Stub | None = None
@@ -224,7 +330,7 @@ def judge_stub(worker: Worker, job: SampleJob, limits: Limits) -> Outcome:
                     outcome = Outcome("failed", f"program raised {info.get('type')}: {str(info.get('msg', ''))[:200]}")
             elif isinstance(first, dict) and first.get("loaded") is True:
                 ns = _trusted_namespace(job)
-                stub = _Stub(conn, tl, sample_deadline)
+                stub = _Stub(conn, tl, sample_deadline, time.monotonic(), predicted[0] if predicted else None)
                 # Look check up before binding the entry point: a solution may
                 # itself be named check (MBPP 56, 349).
                 check = ns.get("check")
@@ -236,37 +342,51 @@ def judge_stub(worker: Worker, job: SampleJob, limits: Limits) -> Outcome:
                     outcome = Outcome("passed")
             else:
                 outcome = Outcome("failed", "the sample sent a malformed first message")
+            if stub is not None and stub.mispredicted:
+                raise _Mispredicted()  # the test swallowed it: the run proves nothing
         except socket.timeout:
             worker.kill()  # from outside: the whole sandbox goes, the pool starts a fresh one
+            if predicted:
+                raise _RerunLazily() from None
             which = "defining the program" if stub is None else f"call {stub.calls + 1}"
             return Outcome("timeout", f"over the time limit in {which}", seconds=time.monotonic() - start)
         except _SampleEnded as e:
             outcome = Outcome(e.verdict, e.detail)
         except _SampleDied:
-            outcome = _from_status(worker.end(), "no answer")
+            outcome = _from_status(worker.end(status=not predicted), "no answer")
+            if predicted:
+                raise _RerunLazily() from None
             outcome.seconds = time.monotonic() - start
             return outcome
         except NameError as e:
             if getattr(e, "_codeeval_candidate", False):
                 outcome = Outcome("failed", _describe_failure(e, job.test))
             else:  # the test uses a name only the sample's program defines
-                worker.end()
+                worker.end(status=False)
                 raise _NeedSandbox(f"the test needs {e.name!r} from the program") from None
-        except _NeedSandbox:
-            worker.end()
+        except (_NeedSandbox, _Mispredicted):
+            worker.end(status=False)
             raise
         except RecursionError as e:
             outcome = Outcome("failed", _describe_failure(e, job.test))
         except Exception as e:
             outcome = Outcome("failed", _describe_failure(e, job.test))
-        reply = worker.end()
+        if stub is not None and stub.mispredicted:  # swallowed by the test, then it failed otherwise
+            worker.end(status=False)
+            raise _Mispredicted()
+        reply = worker.end(status=False)
         if reply.get("output_limited"):
+            if predicted:
+                raise _RerunLazily()
             outcome = Outcome("output_limit", f"wrote more than the output limit ({reply.get('output_bytes')} bytes)")
     finally:
         conn.close()
     outcome.seconds = time.monotonic() - start
     if outcome.passed and stub is not None:
-        outcome.timing = Timing(load_s, stub.max_call_s, outcome.seconds)
+        if calls is not None:
+            calls.learn(job, stub.record)
+        if not predicted:  # predicted calls start early: only a lazy run times the reference
+            outcome.timing = Timing(load_s, stub.max_call_s, outcome.seconds)
     return outcome
 
 
@@ -276,7 +396,7 @@ def judge_in_sandbox(worker: Worker, job: SampleJob, limits: Limits) -> Outcome:
     nonce = secrets.token_hex(16)
     start = time.monotonic()
     conn = worker.begin({"mode": "sandbox", "program": job.program, "setup": job.setup, "test": job.test,
-                         "entry_point": job.entry_point, "nonce": nonce, "rlimits": limits.rlimits()})
+                         "entry_point": job.entry_point, "nonce": nonce})
     try:
         try:
             msg = _receive(conn, start + max(tl.total_s, tl.load_s))
@@ -292,7 +412,7 @@ def judge_in_sandbox(worker: Worker, job: SampleJob, limits: Limits) -> Outcome:
             return outcome
         if msg is not None:
             outcome = _sandbox_result(msg, nonce, job)
-        reply = worker.end()
+        reply = worker.end(status=False)
         if reply.get("output_limited"):
             outcome = Outcome("output_limit", f"wrote more than the output limit ({reply.get('output_bytes')} bytes)")
     finally:
@@ -329,11 +449,19 @@ def _sandbox_result(msg: Any, nonce: str, job: SampleJob) -> Outcome:
     return Outcome("failed", f"raised {info.get('type')}: {str(info.get('msg', ''))[:200]}")
 
 
-def judge_sample(worker: Worker, job: SampleJob, limits: Limits, force_sandbox: bool = False) -> Outcome:
+def judge_sample(worker: Worker, job: SampleJob, limits: Limits, force_sandbox: bool = False,
+                 calls: CallLog | None = None, predict: bool = True) -> Outcome:
     """Stub mode first; the fallback only where the test needs it."""
     if not force_sandbox:
         try:
-            return judge_stub(worker, job, limits)
+            try:
+                return judge_stub(worker, job, limits, calls, predict)
+            except _Mispredicted:
+                calls.forget(job)  # type: ignore[union-attr]
+            except _RerunLazily:
+                calls.stats["lazy_reruns"] += 1  # type: ignore[union-attr]
+            worker.ensure_started()
+            return judge_stub(worker, job, limits, calls, predict=False)
         except _NeedSandbox as e:
             why = e.why
         outcome = judge_in_sandbox(worker, job, limits)
@@ -342,4 +470,4 @@ def judge_sample(worker: Worker, job: SampleJob, limits: Limits, force_sandbox: 
     return judge_in_sandbox(worker, job, limits)
 
 
-__all__ = ["SampleJob", "Outcome", "judge_sample", "judge_stub", "judge_in_sandbox", "SandboxBroken"]
+__all__ = ["SampleJob", "Outcome", "CallLog", "judge_sample", "judge_stub", "judge_in_sandbox", "SandboxBroken"]

@@ -15,7 +15,7 @@ import time
 from typing import Sequence
 
 from .isolation import probe_isolation
-from .judge import Outcome, SampleJob, judge_sample
+from .judge import CallLog, Outcome, SampleJob, judge_sample
 from .limits import Limits
 from .worker import SandboxBroken, Worker
 
@@ -34,8 +34,9 @@ class SandboxPool:
         self.limits = limits or Limits()
         self.level = level or probe_isolation()
         self.size = workers or default_workers()
-        self._workers = [Worker(i, self.level, self.limits.output_bytes) for i in range(self.size)]
+        self._workers = [Worker(i, self.level, self.limits.output_bytes, self.limits.rlimits()) for i in range(self.size)]
         self.stats = {"sandbox_retries": 0, "timeout_reruns": 0, "flaky_timeouts": 0}
+        self.calls = CallLog()  # each test's calls, learnt from passing runs (see judge.py)
 
     def __enter__(self) -> "SandboxPool":
         return self
@@ -47,13 +48,13 @@ class SandboxPool:
         for w in self._workers:
             w.close()
 
-    def _judge(self, worker: Worker, job: SampleJob, force_sandbox: bool) -> Outcome:
+    def _judge(self, worker: Worker, job: SampleJob, force_sandbox: bool, predict: bool = True) -> Outcome:
         """One sample; a sandbox failure gets one more try on a fresh server."""
         last = ""
         for attempt in range(2):
             try:
                 worker.ensure_started()
-                return judge_sample(worker, job, self.limits, force_sandbox)
+                return judge_sample(worker, job, self.limits, force_sandbox, self.calls, predict)
             except SandboxBroken as e:
                 last = str(e)
                 worker.kill()
@@ -62,7 +63,9 @@ class SandboxPool:
         return Outcome("sandbox_error", f"sandbox failed twice: {last[:300]}")
 
     def run(self, jobs: Sequence[SampleJob], force_sandbox: Sequence[bool] | None = None,
-            rerun_timeouts: bool = True) -> list[Outcome]:
+            rerun_timeouts: bool = True, predict: bool = True) -> list[Outcome]:
+        """Judge ``jobs`` in parallel. ``predict=False`` for runs whose timings
+        matter (calibration): every call then goes out only when the test makes it."""
         results: list[Outcome | None] = [None] * len(jobs)
         todo: queue.SimpleQueue[int] = queue.SimpleQueue()
         for i in range(len(jobs)):
@@ -76,7 +79,7 @@ class SandboxPool:
                 except queue.Empty:
                     return
                 try:
-                    results[i] = self._judge(worker, jobs[i], flags[i])
+                    results[i] = self._judge(worker, jobs[i], flags[i], predict)
                 except BaseException as e:  # never lose a sample: a harness bug is a sandbox error
                     results[i] = Outcome("sandbox_error", f"judge error: {type(e).__name__}: {e}")
 
@@ -92,7 +95,7 @@ class SandboxPool:
                 if o.verdict != "timeout":
                     continue
                 self.stats["timeout_reruns"] += 1
-                again = self._judge(self._workers[0], jobs[i], flags[i])
+                again = self._judge(self._workers[0], jobs[i], flags[i], predict)
                 if again.verdict == "timeout":
                     again.detail = f"{again.detail} (also when re-run alone)"
                 else:

@@ -2,12 +2,15 @@
 
 The server runs inside the isolation level's sandbox; the judge talks to it
 on a private control socket and to each sample on a fresh socket pair whose
-far end travels to the sample through the server (SCM_RIGHTS).
+far end travels to the sample through the server (SCM_RIGHTS).  The server
+always holds one child ready for the next sample (forked and set up while the
+judge finishes the previous one), so starting a sample is one message.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -24,6 +27,11 @@ from .server import WireError, recv_msg, send_msg
 SERVER_SOURCE = Path(__file__).with_name("server.py").read_text()
 # The last argument of every sandbox command line: finds leftovers (tests, ps).
 SERVER_MARK_ARG = "codeeval-sandbox-server"
+
+
+def started_by(cmdline: list[str], pid: int) -> bool:
+    """Whether a sandbox command line (marked with SERVER_MARK_ARG) was started by harness ``pid``."""
+    return SERVER_MARK_ARG in cmdline and any(f'"harness": {pid},' in arg for arg in cmdline)
 START_TIMEOUT_S = 30.0
 END_TIMEOUT_S = 15.0
 
@@ -35,12 +43,14 @@ class SandboxBroken(Exception):
 class Worker:
     """A warm fork-server in its own sandbox (own pid namespace where available)."""
 
-    def __init__(self, index: int, level: str, output_cap: int) -> None:
+    def __init__(self, index: int, level: str, output_cap: int, rlimits: dict[str, int]) -> None:
         self.index = index
         self.level = level
         self.output_cap = output_cap
+        self.rlimits = dict(rlimits)
         self.proc: subprocess.Popen[bytes] | None = None
         self.ctrl: socket.socket | None = None
+        self._next: socket.socket | None = None  # the judge's end of the ready child's socket
         self.sample_uid = isolation.BASE_SAMPLE_UID + index if isolation.is_root() else None
 
     # -- life cycle ---------------------------------------------------------
@@ -59,7 +69,9 @@ class Worker:
         fd = theirs.fileno()
         conf: dict[str, Any] = {
             "ctrl_fd": fd,
+            "harness": os.getpid(),  # on the command line: whose sandbox this is (leak checks)
             "output_cap": self.output_cap,
+            "rlimits": self.rlimits,
             "sample_uid": self.sample_uid,
             "pid_namespace": self.level in ("bubblewrap", "namespaces"),
             "subreaper": self.level == "rlimits",
@@ -98,9 +110,28 @@ class Worker:
             raise SandboxBroken(f"the sandbox server ({self.level}) did not start: {e} {err}".strip()) from None
         stderr.close()
         self.ctrl = ours
+        self._prepare()
+
+    def _prepare(self) -> None:
+        """Have the server fork (and set up) the child for the next sample now."""
+        judge_end, sample_end = socket.socketpair()
+        try:
+            send_msg(self.ctrl, {"op": "prepare"}, fds=[sample_end.fileno()])
+        except OSError as e:
+            judge_end.close()
+            raise SandboxBroken(f"cannot reach the sandbox server: {e}") from None
+        finally:
+            sample_end.close()
+        self._next = judge_end
+
+    def _drop_next(self) -> None:
+        if self._next is not None:
+            self._next.close()  # a child waiting for a job sees EOF and exits
+            self._next = None
 
     def kill(self) -> None:
         """Kill the sandbox from outside: its whole process tree / pid namespace."""
+        self._drop_next()
         if self.ctrl is not None:
             self.ctrl.close()
             self.ctrl = None
@@ -134,6 +165,7 @@ class Worker:
 
     def close(self) -> None:
         """Polite stop (EOF on the control socket), then make sure."""
+        self._drop_next()
         if self.ctrl is not None:
             self.ctrl.close()
             self.ctrl = None
@@ -147,30 +179,44 @@ class Worker:
     # -- one sample ---------------------------------------------------------
 
     def begin(self, job: dict[str, Any]) -> socket.socket:
-        """Fork a child for ``job``; returns the judge's end of the sample socket."""
+        """Hand ``job`` to the ready child; returns the judge's end of its socket."""
+        if not self.alive:
+            raise SandboxBroken("the sandbox server is not running")
+        if self._next is None:
+            self._prepare()
+        conn, self._next = self._next, None
+        try:
+            # The child reads its job before any sample code runs; a child that
+            # cannot take it in this long is a broken sandbox, not a slow sample.
+            conn.settimeout(END_TIMEOUT_S)
+            send_msg(conn, job)
+        except OSError as e:
+            conn.close()
+            self.kill()
+            raise SandboxBroken(f"cannot reach the sample process: {e!r}") from None
+        return conn
+
+    def end(self, status: bool = True) -> dict[str, Any]:
+        """The sample is over: the server kills what is left and reports.
+
+        ``status``: wait for the sample's exit status (only needed when the
+        sample died on its own); without it the server answers right after
+        the kill.  The socket for the next sample's child goes along.
+        """
         if not self.alive:
             raise SandboxBroken("the sandbox server is not running")
         judge_end, sample_end = socket.socketpair()
         try:
-            send_msg(self.ctrl, job, fds=[sample_end.fileno()])
-        except OSError as e:
-            judge_end.close()
-            raise SandboxBroken(f"cannot reach the sandbox server: {e}") from None
-        finally:
-            sample_end.close()
-        return judge_end
-
-    def end(self) -> dict[str, Any]:
-        """The sample is over: the server kills what is left and reports."""
-        if not self.alive:
-            raise SandboxBroken("the sandbox server is not running")
-        try:
-            send_msg(self.ctrl, {"op": "end"})
+            send_msg(self.ctrl, {"op": "end", "status": status}, fds=[sample_end.fileno()])
             self.ctrl.settimeout(END_TIMEOUT_S)
             reply = recv_msg(self.ctrl)
         except (OSError, EOFError, WireError) as e:
+            judge_end.close()
             self.kill()
             raise SandboxBroken(f"the sandbox server stopped answering: {e!r}") from None
+        finally:
+            sample_end.close()
+        self._next = judge_end
         if not isinstance(reply, dict) or "status" not in reply:
             self.kill()
             raise SandboxBroken(f"unexpected reply from the sandbox server: {str(reply)[:200]}")

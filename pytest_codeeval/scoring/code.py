@@ -142,7 +142,7 @@ class CodeExecScorer(Scorer):
                 missing.append(item)
         if missing:
             floor = TimeLimits.calibrated(self.limits, None)
-            outcomes = pool.run([_job(it, it.prompt + it.reference, floor) for it in missing])
+            outcomes = pool.run([_job(it, it.prompt + it.reference, floor) for it in missing], predict=False)
             fresh = {item_key(it): o.timing for it, o in zip(missing, outcomes) if o.passed and o.timing}
             # A reference slower than the floors (MBPP 123 needs seconds) is
             # timed again under a generous limit, as EvalPlus does, so its own
@@ -150,7 +150,7 @@ class CodeExecScorer(Scorer):
             slow = [it for it, o in zip(missing, outcomes) if o.verdict == "timeout"]
             if slow:
                 generous = TimeLimits(load_s=GENEROUS_S, call_s=GENEROUS_S, total_s=GENEROUS_S)
-                again = pool.run([_job(it, it.prompt + it.reference, generous) for it in slow])
+                again = pool.run([_job(it, it.prompt + it.reference, generous) for it in slow], predict=False)
                 fresh.update({item_key(it): o.timing for it, o in zip(slow, again) if o.passed and o.timing})
             timings.update(fresh)
             self.cache.put_many(fresh)  # type: ignore[arg-type]
@@ -179,7 +179,7 @@ class CodeExecScorer(Scorer):
                     jobs.append(_job(item, program, tl))
                     where.append((i, j, program))
             outcomes = pool.run(jobs)
-            self.last_stats = {"isolation": pool.level, "workers": pool.size, **pool.stats}
+            self.last_stats = {"isolation": pool.level, "workers": pool.size, **pool.stats, **pool.calls.stats}
         for (i, j, program), outcome in zip(where, outcomes):
             out[i][j] = _verdict(items[i], j, outcome, program)
         return [[v for v in row if v is not None] for row in out]
