@@ -14,7 +14,7 @@ holds one record per item with the ground truth merged in: ``id``,
 
 from __future__ import annotations
 
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Sequence
 
 from ..catalog import DatasetSpec
@@ -130,12 +130,6 @@ def item_from_record(row: dict[str, Any]) -> Item:
             "question": row["question"],
         },
     )
-
-
-def answers_path(questions: str) -> str:
-    """BFCL keeps the answers beside the questions: ``possible_answer/<same name>``."""
-    path = PurePosixPath(questions)
-    return str(path.parent / "possible_answer" / path.name)
 
 
 def load(spec: DatasetSpec, ctx: LoadContext) -> list[Item]:
