@@ -129,9 +129,14 @@ class CodeExecScorer(Scorer):
             self._cache = TimingCache()
         return self._cache
 
-    def _calibrate(self, pool: SandboxPool, items: Sequence[Item]) -> dict[str, Timing | None]:
-        """Reference runtimes, measured in this sandbox for items not in the cache."""
+    def _calibrate(self, pool: SandboxPool, items: Sequence[Item]) -> tuple[dict[str, Timing | None], dict[str, Outcome]]:
+        """Reference runtimes, measured in this sandbox for items not in the cache.
+
+        Also returns the passing reference runs made here (by item key), which
+        ground_truth() uses as verdicts instead of running each reference twice.
+        """
         timings: dict[str, Timing | None] = {}
+        passed: dict[str, Outcome] = {}
         missing: list[Item] = []
         for item in items:
             key = item_key(item)
@@ -144,6 +149,7 @@ class CodeExecScorer(Scorer):
             floor = TimeLimits.calibrated(self.limits, None)
             outcomes = pool.run([_job(it, it.prompt + it.reference, floor) for it in missing], predict=False)
             fresh = {item_key(it): o.timing for it, o in zip(missing, outcomes) if o.passed and o.timing}
+            passed.update({item_key(it): o for it, o in zip(missing, outcomes) if o.passed and o.timing})
             # A reference slower than the floors (MBPP 123 needs seconds) is
             # timed again under a generous limit, as EvalPlus does, so its own
             # limit comes from its real runtime instead of the floor.
@@ -152,35 +158,47 @@ class CodeExecScorer(Scorer):
                 generous = TimeLimits(load_s=GENEROUS_S, call_s=GENEROUS_S, total_s=GENEROUS_S)
                 again = pool.run([_job(it, it.prompt + it.reference, generous) for it in slow], predict=False)
                 fresh.update({item_key(it): o.timing for it, o in zip(slow, again) if o.passed and o.timing})
+                # its limit is now >= factor x this run's time: this pass stands under it
+                passed.update({item_key(it): o for it, o in zip(slow, again) if o.passed and o.timing})
             timings.update(fresh)
             self.cache.put_many(fresh)  # type: ignore[arg-type]
-        return timings
+        return timings, passed
 
     def score(self, items: Sequence[Item], answers: Sequence[Sequence[str]], ctx: ScoreContext) -> list[list[Verdict]]:
+        return self._score(items, answers, ctx, reuse_reference_runs=False)
+
+    def _score(self, items: Sequence[Item], answers: Sequence[Sequence[str]], ctx: ScoreContext,
+               reuse_reference_runs: bool) -> list[list[Verdict]]:
         if len(items) != len(answers):
             raise ValueError(f"{len(items)} items but {len(answers)} answer lists")
         limits = _limits_from(ctx, self.limits)
         out: list[list[Verdict | None]] = [[None] * len(row) for row in answers]
-        jobs: list[SampleJob] = []
-        where: list[tuple[int, int, str]] = []
+        todo: list[tuple[int, int, int, str, SampleJob]] = []
         with SandboxPool(self.workers, limits) as pool:
             saved, self.limits = self.limits, limits
             try:
-                timings = self._calibrate(pool, items)
+                timings, reference_runs = self._calibrate(pool, items)
             finally:
                 self.limits = saved
             for i, (item, row) in enumerate(zip(items, answers)):
-                tl = TimeLimits.calibrated(limits, timings.get(item_key(item)))
+                key = item_key(item)
+                tl = TimeLimits.calibrated(limits, timings.get(key))
                 for j, answer in enumerate(row):
                     if not answer or not answer.strip():
                         out[i][j] = Verdict(item.id, j, False, "no_answer", "empty answer", {"passed": 0.0}, "")
                         continue
                     program = build_program(item, answer, ctx.chat)
-                    jobs.append(_job(item, program, tl))
-                    where.append((i, j, program))
-            outcomes = pool.run(jobs)
+                    if reuse_reference_runs and key in reference_runs and program == item.prompt + item.reference:
+                        out[i][j] = _verdict(item, j, reference_runs[key], program)
+                        continue
+                    todo.append((j, i, len(todo), program, _job(item, program, tl)))
+            # Sample j of every item before sample j+1 of any: the first
+            # passing sample of an item teaches the pool its test's calls
+            # (CallLog) before the item's other samples start.
+            todo.sort(key=lambda t: (t[0], t[1], t[2]))
+            outcomes = pool.run([t[4] for t in todo])
             self.last_stats = {"isolation": pool.level, "workers": pool.size, **pool.stats, **pool.calls.stats}
-        for (i, j, program), outcome in zip(where, outcomes):
+        for (j, i, _n, program, _job_), outcome in zip(todo, outcomes):
             out[i][j] = _verdict(items[i], j, outcome, program)
         return [[v for v in row if v is not None] for row in out]
 
@@ -202,7 +220,10 @@ def ground_truth(items: Sequence[Item], limits: Limits | None = None, workers: i
     Anything but 100% passed means a broken dataset or a broken harness.
     """
     scorer = CodeExecScorer(limits, workers)
-    rows = scorer.score(items, [[item.reference] for item in items], ScoreContext(chat=False, ks=(1,)))
+    # A reference timed in this call already ran under limits at least as
+    # tight as its own: that run is its verdict (no second run).
+    rows = scorer._score(items, [[item.reference] for item in items], ScoreContext(chat=False, ks=(1,)),
+                         reuse_reference_runs=True)
     return [row[0] for row in rows]
 
 
