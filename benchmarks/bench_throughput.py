@@ -72,6 +72,40 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
         engine.close()
 
 
+def run_paired(args: argparse.Namespace) -> dict[str, Any]:
+    """Suite and bare calls alternating on one loaded engine: the same LLM object,
+    so the settings are identical by construction, and on a shared machine the
+    load of other processes hits both sides alike."""
+    from vllm import SamplingParams
+
+    from pytest_codeeval.engines.base import SamplingConfig
+    from pytest_codeeval.engines.vllm_engine import VLLMEngine
+
+    model, settings, items, prompts = _setup(args)
+    engine = VLLMEngine(model, settings, _options())
+    engine.load()
+    try:
+        llm = engine._llm  # the bare vllm.LLM the suite's engine wraps
+        conversations = [list(p.messages) for p in prompts]
+        params = SamplingParams(temperature=0.0, max_tokens=args.max_new_tokens)
+        sampling = SamplingConfig(temperature=0.0, max_new_tokens=args.max_new_tokens, n=1)
+        llm.chat(conversations[:2], SamplingParams(temperature=0.0, max_tokens=8), use_tqdm=False)  # warm-up
+        rounds: list[dict[str, float]] = []
+        for _ in range(args.rounds):
+            start = time.perf_counter()
+            outputs = llm.chat(conversations, params, use_tqdm=False)
+            bare_s = time.perf_counter() - start
+            bare_tokens = sum(len(c.token_ids) for o in outputs for c in o.outputs)
+            engine.generate(prompts, items, sampling)
+            rounds.append({"bare_tps": bare_tokens / bare_s, "suite_tps": engine.last_call["tokens_per_s"],
+                           "bare_tokens": bare_tokens, "suite_tokens": engine.last_call["completion_tokens"]})
+            print(f"    round: bare {rounds[-1]['bare_tps']:.1f} tokens/s, suite {rounds[-1]['suite_tps']:.1f} tokens/s",
+                  file=sys.stderr, flush=True)
+        return {"load_s": engine.stats.load_seconds, "rounds": rounds}
+    finally:
+        engine.close()
+
+
 def run_bare(args: argparse.Namespace) -> dict[str, Any]:
     from vllm import LLM, SamplingParams
     from vllm.platforms import current_platform
@@ -133,7 +167,7 @@ def run_hf(args: argparse.Namespace) -> dict[str, Any]:
             "prompt_tokens": int(batch["attention_mask"].sum())}
 
 
-PHASES = {"suite": run_suite, "bare": run_bare, "hf": run_hf}
+PHASES = {"suite": run_suite, "bare": run_bare, "hf": run_hf, "paired": run_paired}
 
 
 def _child(args: argparse.Namespace) -> None:
@@ -143,12 +177,15 @@ def _child(args: argparse.Namespace) -> None:
 
 def _run_phase(phase: str, args: argparse.Namespace) -> dict[str, Any]:
     cmd = [sys.executable, os.path.abspath(__file__), "--phase", phase, "--prompts", str(args.prompts),
-           "--max-new-tokens", str(args.max_new_tokens), "--preset", args.preset, "--model", args.model]
+           "--max-new-tokens", str(args.max_new_tokens), "--preset", args.preset, "--model", args.model,
+           "--rounds", str(args.rounds)]
     print(f"--- {phase}: {' '.join(cmd[2:])}", flush=True)
     proc = subprocess.run(cmd, capture_output=True, text=True)
     for line in proc.stdout.splitlines():
         if line.startswith(RESULT_TAG):
             result = json.loads(line[len(RESULT_TAG):])
+            if phase == "paired":
+                return result
             result["tokens_per_s"] = result["completion_tokens"] / result["wall_s"]
             print(f"    load {result['load_s']:.1f} s, {result['completion_tokens']} tokens in "
                   f"{result['wall_s']:.1f} s = {result['tokens_per_s']:.1f} tokens/s", flush=True)
@@ -164,6 +201,10 @@ def main() -> None:
     parser.add_argument("--preset", default="balanced")
     parser.add_argument("--model", default="smollm2_135m_instruct")
     parser.add_argument("--skip-hf", action="store_true", help="skip the transformers baseline")
+    parser.add_argument("--paired", action="store_true",
+                        help="instead: alternate bare llm.chat and the suite's generate on ONE loaded engine "
+                             "(--rounds times); steadier on a shared machine")
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -173,6 +214,22 @@ def main() -> None:
 
     print(f"{args.prompts} HumanEval prompts, chat template, greedy, {args.max_new_tokens} new tokens, "
           f"model {args.model}, preset {args.preset}")
+    if args.paired:
+        paired = _run_phase("paired", args)
+        bare_total = sum(r["bare_tokens"] / r["bare_tps"] for r in paired["rounds"])
+        suite_total = sum(r["suite_tokens"] / r["suite_tps"] for r in paired["rounds"])
+        bare_tps = sum(r["bare_tokens"] for r in paired["rounds"]) / bare_total
+        suite_tps = sum(r["suite_tokens"] for r in paired["rounds"]) / suite_total
+        for i, r in enumerate(paired["rounds"]):
+            print(f"round {i}: bare {r['bare_tps']:.1f} tokens/s, suite {r['suite_tps']:.1f} tokens/s, "
+                  f"ratio {r['suite_tps'] / r['bare_tps']:.3f}")
+        ratio = suite_tps / bare_tps
+        print(f"\nsuite {suite_tps:.1f} tokens/s, bare {bare_tps:.1f} tokens/s over {len(paired['rounds'])} rounds; "
+              f"suite / bare vLLM = {ratio:.3f} (target >= 0.95): {'OK' if ratio >= 0.95 else 'BELOW TARGET'}")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"args": vars(args), "paired": paired, "suite_over_bare": ratio}, f, indent=2)
+        return
     results = {phase: _run_phase(phase, args) for phase in (["bare", "suite"] + ([] if args.skip_hf else ["hf"]))}
     bare = results["bare"]["tokens_per_s"]
     print()
