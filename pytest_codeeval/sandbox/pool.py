@@ -105,7 +105,9 @@ class SandboxPool:
                 if o.verdict != "timeout":
                     continue
                 self.stats["timeout_reruns"] += 1
-                again = self._judge(self._workers[0], jobs[i], flags[i], predict)
+                # without predictions: the parallel run already re-ran it lazily
+                # if it was predicted, so this is the third look, not the fourth
+                again = self._judge(self._workers[0], jobs[i], flags[i], predict=False)
                 if again.verdict == "timeout":
                     again.detail = f"{again.detail} (also when re-run alone)"
                 else:
