@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,9 @@ SHARED = REPO.parent / "shared"
 SHARED_DATASETS = SHARED / "datasets"
 SANDBOX_CASES = SHARED / "sandbox-cases"
 BENCH_SOURCE = (REPO / "benchmarks" / "test_codeeval.py").read_text()
+# pytester points HOME at its own dir; keep the real cache (the converted
+# SmolLM2 folder, the sandbox's timing calibration) shared across runs.
+CACHE_DIR = os.environ.get("CODEEVAL_CACHE_DIR") or str(Path.home() / ".cache" / "pytest-codeeval")
 
 
 @pytest.fixture
@@ -21,6 +25,7 @@ def suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.delenv("CODEEVAL_DATA_DIR", raising=False)
+    monkeypatch.setenv("CODEEVAL_CACHE_DIR", CACHE_DIR)
     return pytester
 
 

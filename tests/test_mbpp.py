@@ -146,7 +146,7 @@ def test_missing_offline_names_the_dataset_and_the_fix(catalog, name: str, tmp_p
         load_dataset(catalog.dataset(name), LoadContext(data_dir=tmp_path, offline=True))
     message = str(e.value)
     assert f"dataset {name!r} is not available offline" in message
-    assert "--data-dir" in message and catalog.dataset(name).hf_id in message
+    assert "local_path" in message and catalog.dataset(name).hf_id in message  # where to put a local copy
 
 
 def test_malformed_sanitized_file_is_a_dataset_error(catalog, tmp_path: Path) -> None:
