@@ -7,7 +7,6 @@ it is never copied into the repo.
 from __future__ import annotations
 
 import json
-import os
 import re
 from fractions import Fraction
 from pathlib import Path
@@ -27,13 +26,11 @@ from pytest_codeeval.scoring import get_scorer
 from pytest_codeeval.scoring.base import ScoreContext
 from pytest_codeeval.scoring.gsm8k import FLEXIBLE, STRICT, Gsm8kScorer, extract, normalise
 
+from conftest import shared_datasets
+
 REPO = Path(__file__).resolve().parents[1]
 WRONG = REPO / "tests" / "data" / "wrong_answers" / "reasoning_sample.jsonl"
 
-
-def shared_datasets() -> Path:
-    env = os.environ.get("CODEEVAL_DATA_DIR")
-    return Path(env) if env else REPO.parent / "shared" / "datasets"
 
 
 @pytest.fixture(scope="module")

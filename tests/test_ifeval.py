@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -32,6 +31,8 @@ from pytest_codeeval.scoring.ifeval import INSTRUCTIONS, METRICS, IfevalScorer, 
 from pytest_codeeval.scoring.ifeval import text as iftext
 from pytest_codeeval.scoring.ifeval.evaluate import loose_variants
 
+from conftest import shared_datasets
+
 REPO = Path(__file__).resolve().parents[1]
 WRONG = REPO / "tests" / "data" / "wrong_answers" / "instruction_following_sample.jsonl"
 SAMPLE = REPO / "fixtures" / "datasets" / "instruction_following_sample.jsonl"
@@ -40,10 +41,6 @@ HAS_LM_EVAL = importlib.util.find_spec("lm_eval") is not None
 # letter there (see checkers.keywords_letter_frequency), so no comparison is possible.
 RANDOM_IN_REFERENCE = {("1122", "keywords:letter_frequency"), ("1129", "keywords:letter_frequency")}
 
-
-def shared_datasets() -> Path:
-    env = os.environ.get("CODEEVAL_DATA_DIR")
-    return Path(env) if env else REPO.parent / "shared" / "datasets"
 
 
 IFEVAL_FILE = shared_datasets() / "ifeval" / "input_data.jsonl"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import subprocess
 import sys
 import warnings
@@ -30,11 +29,9 @@ from pytest_codeeval.prompts import code as code_prompts
 from pytest_codeeval.scoring.base import ScoreContext
 from pytest_codeeval.scoring.code import CodeExecScorer, ground_truth
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import shared_datasets
 
-def shared_datasets() -> Path:
-    env = os.environ.get("CODEEVAL_DATA_DIR")
-    return Path(env) if env else REPO.parent / "shared" / "datasets"
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
