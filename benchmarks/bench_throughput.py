@@ -147,7 +147,11 @@ def run_hf(args: argparse.Namespace) -> dict[str, Any]:
     tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16)
+    # The same dtype vLLM runs with (float32 on CPUs without native bf16).
+    dtype = {"float32": torch.float32, "float16": torch.float16}.get(
+        VLLMEngine(model, settings, _options()).build_engine_kwargs(on_gpu=torch.cuda.is_available())["dtype"],
+        torch.bfloat16)
+    lm = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     lm.eval()
     load_s = time.perf_counter() - start
     texts = [tokenizer.apply_chat_template(list(p.messages), add_generation_prompt=True, tokenize=False)

@@ -21,8 +21,8 @@ def test_cpu_smoke_runs_the_real_model_once_over_every_offline_dataset(suite: py
     out = result.stdout.str()
     assert result.ret == 0, out[-5000:]
     # One engine, loaded once and torn down once, for all six cases.
-    assert out.count("SETUP    S codeeval_engine[smollm2_135m_instruct@balanced]") == 1
-    assert out.count("TEARDOWN S codeeval_engine[smollm2_135m_instruct@balanced]") == 1
+    assert out.count("SETUP    S codeeval_engine['smollm2_135m_instruct@balanced']") == 1
+    assert out.count("TEARDOWN S codeeval_engine['smollm2_135m_instruct@balanced']") == 1
     report = json.loads((suite.path / "reports" / "comparisons" / "cpu_smoke_balanced_comparison.json").read_text())
     assert sorted(c["dataset"] for c in report["cases"]) == sorted(CPU_SMOKE)
     for case in report["cases"]:
