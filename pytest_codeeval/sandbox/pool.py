@@ -1,4 +1,4 @@
-"""A pool of warm fork-servers (two per core) that judges many samples in parallel.
+"""A pool of warm fork-servers (one per core) that judges many samples in parallel.
 
 Each worker thread owns one sandboxed server and judges samples one at a
 time with it; the sample processes run in parallel, the threads only wait on
@@ -20,12 +20,11 @@ from .limits import Limits
 from .worker import SandboxBroken, Worker
 
 
-# Servers per core.  A sample costs a few ms of CPU but several times that in
-# waiting (fork, socket hops, the scheduler), so one server per core leaves
-# the cores idle between hops; two keep them busy (measured on 2 cores: 2 -> 4
-# servers cut the 1,640-sample benchmark by about a third, 6 and 8 gave no
-# more within the noise).
-SERVERS_PER_CORE = 2
+# Servers per core.  On a quiet 2-core machine one per core was fastest
+# (1,640-sample benchmark: 10.1 s with 2 servers, 11.4 s with 4); on a busy
+# one more servers won a larger share of the CPU (4 beat 2 by about a third at
+# load 8), which measures the scheduler more than the sandbox.
+SERVERS_PER_CORE = 1
 MAX_DEFAULT_WORKERS = 32
 
 
