@@ -76,8 +76,8 @@ def test_paired_bootstrap_needs_pairs() -> None:
 
 
 def test_unbiased_pass_at_k() -> None:
-    from pytest_codeeval.report.comparison import _pass_at_k
+    from pytest_codeeval.scoring.passk import pass_at_k  # the one the reports use too
 
-    assert _pass_at_k(10, 3, 1) == pytest.approx(0.3)
-    assert _pass_at_k(5, 1, 2) == pytest.approx(1 - math.comb(4, 2) / math.comb(5, 2))  # 0.4
-    assert _pass_at_k(4, 3, 2) == 1.0
+    assert pass_at_k(10, 3, 1) == pytest.approx(0.3)
+    assert pass_at_k(5, 1, 2) == pytest.approx(1 - math.comb(4, 2) / math.comb(5, 2))  # 0.4
+    assert pass_at_k(4, 3, 2) == 1.0

@@ -7,13 +7,13 @@ schema/comparison.schema.json (validate_comparison checks it)."""
 from __future__ import annotations
 
 import json
-import math
 from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from .. import stats
+from ..scoring.passk import pass_at_k
 
 SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).parent / "schema" / "comparison.schema.json"
@@ -150,13 +150,6 @@ def compare_presets(cases: list[dict[str, Any]]) -> dict[str, dict[str, dict[str
 # -- per-item scores ----------------------------------------------------------
 
 
-def _pass_at_k(n: int, c: int, k: int) -> float:
-    """The unbiased pass@k estimator of Chen et al. (2021)."""
-    if n - c < k:
-        return 1.0
-    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
-
-
 def item_scores(result: dict[str, Any]) -> dict[str, float]:
     """Each item's contribution to the primary metric (its mean is the score
     for every scorer whose primary metric is a per-item mean)."""
@@ -170,7 +163,7 @@ def item_scores(result: dict[str, Any]) -> dict[str, float]:
             out[item_id] = sum(float(r["scores"][metric]) for r in rows) / len(rows)
         elif metric.startswith("pass@") and metric[5:].isdigit():
             k = int(metric[5:])
-            out[item_id] = _pass_at_k(len(rows), sum(bool(r["passed"]) for r in rows), k)
+            out[item_id] = pass_at_k(len(rows), sum(bool(r["passed"]) for r in rows), k)
         else:
             out[item_id] = sum(bool(r["passed"]) for r in rows) / len(rows)
     return out
