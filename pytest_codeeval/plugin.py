@@ -190,7 +190,8 @@ def codeeval_run(request: pytest.FixtureRequest, codeeval: CodeevalSession) -> C
     (one round) when it is active, and the result is kept for the report."""
     from .runner import run_case
 
-    timer = _benchmark_timer(request)
+    bench = _benchmark(request)
+    timer = _benchmark_timer(bench)
 
     def run(case: Case, engine: Any) -> dict[str, Any]:
         if codeeval.options.ground_truth:
@@ -202,7 +203,6 @@ def codeeval_run(request: pytest.FixtureRequest, codeeval: CodeevalSession) -> C
                           fresh=codeeval.options.fresh, progress=case_progress(request.config, case.id))
         request.node.stash[RESULT_KEY] = result
         _record_properties(request.node, result)
-        bench = _benchmark(request)
         if bench is not None:
             bench.extra_info.update({"score": result["score"], "metrics": result["metrics"], **result["performance"]})
         _judge(codeeval, result)
@@ -227,8 +227,7 @@ def _xdist_active(config: pytest.Config) -> bool:
     return _is_worker(config) or bool(getattr(config.option, "numprocesses", None))
 
 
-def _benchmark_timer(request: pytest.FixtureRequest) -> Callable[[Callable[[], Any]], Any]:
-    bench = _benchmark(request)
+def _benchmark_timer(bench: Any) -> Callable[[Callable[[], Any]], Any]:
     if bench is None or getattr(bench, "disabled", False):
         return lambda fn: fn()
     return lambda fn: bench.pedantic(fn, rounds=1, iterations=1)

@@ -7,6 +7,7 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
+from ..catalog import ModelSpec
 from ..items import Generation, Item, Prompt
 
 
@@ -77,3 +78,15 @@ class Engine(ABC):
     def describe(self) -> dict[str, Any]:
         """Plain data for the report's manifest."""
         return {"kind": self.kind, "model": self.model_name}
+
+
+class ModelEngine(Engine):
+    """An engine for a catalog model: built from its entry, the preset's
+    settings (with the model's overrides) and the run's engine options."""
+
+    def __init__(self, model: ModelSpec, settings: dict[str, Any], options: dict[str, Any]) -> None:
+        super().__init__(model.name)
+        self.model = model
+        self.settings = dict(settings)
+        self.options = dict(options)
+        self.last_call: dict[str, Any] = {}  # figures of the latest generate() call

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from typing import Any
 
 GIB = 1024**3

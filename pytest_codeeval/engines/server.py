@@ -27,7 +27,7 @@ from typing import Any, Sequence
 from ..catalog import ModelSpec
 from ..errors import EngineError
 from ..items import Generation, Item, Prompt
-from .base import Engine, SamplingConfig
+from .base import ModelEngine, SamplingConfig
 
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 DEFAULT_CONCURRENCY = 32
@@ -60,14 +60,11 @@ def normalize_base_url(url: str) -> str:
     return url if url.endswith("/v1") else url + "/v1"
 
 
-class ServerEngine(Engine):
+class ServerEngine(ModelEngine):
     kind = "server"
 
     def __init__(self, model: ModelSpec, settings: dict[str, Any], options: dict[str, Any]) -> None:
-        super().__init__(model.name)
-        self.model = model
-        self.settings = dict(settings)
-        self.options = dict(options)
+        super().__init__(model, settings, options)
         if not options.get("base_url"):
             raise EngineError(
                 f"the server engine needs the server's address for model {model.name!r}. "
@@ -84,7 +81,6 @@ class ServerEngine(Engine):
         # (ENVIRONMENT.md); a GPU server takes it, so users can turn it on.
         self.request_seed = bool(options.get("server_request_seed", False))
         self.api_key = options.get("api_key") or os.environ.get("CODEEVAL_API_KEY") or os.environ.get("OPENAI_API_KEY")
-        self.last_call: dict[str, Any] = {}
         self.served_models: list[str] = []
         self.stats.memory_kind = "remote"
         self.stats.device = f"server {self.base_url}"

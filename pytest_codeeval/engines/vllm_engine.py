@@ -33,7 +33,7 @@ from ..catalog import ModelSpec
 from ..errors import EngineError
 from ..items import Generation, Item, Prompt
 from . import memory
-from .base import Engine, SamplingConfig
+from .base import ModelEngine, SamplingConfig
 
 # Memory still held on the device after a close, beyond what was used before
 # the first load, that we tolerate without a warning (CUDA context, NCCL buffers).
@@ -73,16 +73,12 @@ def cpu_has_bf16() -> bool:
     return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
 
 
-class VLLMEngine(Engine):
+class VLLMEngine(ModelEngine):
     kind = "vllm"
 
     def __init__(self, model: ModelSpec, settings: dict[str, Any], options: dict[str, Any]) -> None:
-        super().__init__(model.name)
-        self.model = model
-        self.settings = dict(settings)
-        self.options = dict(options)
+        super().__init__(model, settings, options)
         self.seed = int(options.get("seed") or 0)
-        self.last_call: dict[str, Any] = {}
         self.model_path = ""
         self.engine_kwargs: dict[str, Any] = {}
         self._llm: Any = None

@@ -84,7 +84,7 @@ def render_markdown(comparison: dict[str, Any]) -> str:
         if gating["regressions"]:
             lines += [f"- **regressed** `{g['case_id']}`: {g['message']}" for g in gating["regressions"]]
         else:
-            lines.append(f"No regression" + (f" against `{gating['baseline']}`." if gating.get("baseline") else "."))
+            lines.append("No regression" + (f" against `{gating['baseline']}`." if gating.get("baseline") else "."))
     lines += ["", "## Best per dataset", ""]
     lines.append(tabulate(
         [[d, b["model"], pct(b["score"]), b["metric"]] for d, b in comparison["best_per_dataset"].items()],

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import queue
 import threading
-import time
 from typing import Sequence
 
 from .isolation import probe_isolation
