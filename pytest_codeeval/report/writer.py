@@ -13,20 +13,12 @@ from .markdown import render_markdown
 from .samples import sample_log_name, write_sample_log
 
 
-def write_reports(
-    report_dir: Path,
-    results: list[dict[str, Any]],
-    *,
-    run_id: str,
-    started_at: float,
-    finished_at: float,
-    label: str,
-    presets: list[str],
-    engine: str,
-    options: dict[str, Any],
-    manifest: dict[str, Any],
-) -> dict[str, Path]:
-    """Returns {"json", "markdown", "html", "samples", "plots", "performance": path}."""
+def write_reports(report_dir: Path, results: list[dict[str, Any]], **run: Any) -> dict[str, Path]:
+    """``run`` holds the keyword arguments of :func:`build_comparison`
+    (run_id, started_at, finished_at, label, presets, engine, options, manifest).
+
+    Returns {"json", "markdown", "html", "samples", "plots", "performance": path}."""
+    label, presets = run["label"], run["presets"]
     multi = len(presets) > 1
     samples_dir = report_dir / "samples"
     for r in results:
@@ -34,10 +26,7 @@ def write_reports(
             path = samples_dir / sample_log_name(r, multi)
             write_sample_log(path, r)
             r["sample_log"] = str(path.relative_to(report_dir))
-    comparison = build_comparison(
-        results, run_id=run_id, started_at=started_at, finished_at=finished_at, label=label,
-        presets=presets, engine=engine, options=options, manifest=manifest,
-    )
+    comparison = build_comparison(results, **run)
     stem = f"{label}_{'+'.join(presets)}_comparison"
     json_path = report_dir / "comparisons" / f"{stem}.json"
     md_path = report_dir / "markdown" / f"{stem}.md"
