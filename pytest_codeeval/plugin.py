@@ -55,9 +55,11 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     o = state.options
     lines = [f"codeeval: engine {o.engine}, preset {','.join(o.presets)}, report dir {o.report_dir}"]
     try:
-        from .sandbox import probe_isolation
+        from .sandbox import probe_isolation, samples_cannot_import
 
-        lines.append(f"codeeval sandbox: {probe_isolation()}")
+        level = probe_isolation()
+        why = samples_cannot_import(level)
+        lines.append(f"codeeval sandbox: {level}" + (f" (WARNING: {why})" if why else ""))
     except ImportError:  # the sandbox is optional for model-free, non-code runs
         pass
     return lines

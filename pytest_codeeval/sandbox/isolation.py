@@ -48,6 +48,42 @@ def python_dirs() -> list[str]:
     return out
 
 
+def closed_ancestors() -> dict[str, list[str]]:
+    """The outermost folders above the interpreter's that other users cannot enter
+    (e.g. /root, mode 0700, above /root/.pyenv), each with the interpreter
+    folders beneath it.
+
+    As root, samples run under another uid: behind such a folder they could
+    import only what the server pre-imported (``import pprint`` failed).
+    The bubblewrap and namespaces levels rebuild these folders as 0755 in the
+    sandbox's own mount namespace; the real folders are never changed.
+    """
+    out: dict[str, list[str]] = {}
+    for d in python_dirs():
+        parts = Path(d).parts
+        for i in range(2, len(parts) + 1):
+            anc = str(Path(*parts[:i]))
+            try:
+                closed = not os.stat(anc).st_mode & 0o001
+            except OSError:
+                break
+            if closed:
+                out.setdefault(anc, []).append(d)
+                break
+    return out
+
+
+def samples_cannot_import(level: str) -> str:
+    """Why samples at ``level`` can import only the pre-imported modules ("" when they can import all)."""
+    if level != "rlimits" or not is_root():
+        return ""
+    closed = sorted(closed_ancestors())
+    if not closed:
+        return ""
+    return (f"{', '.join(closed)} is closed to other users, so samples (run under another uid) can import "
+            "only the modules the sandbox pre-imports; install bubblewrap (apt-get install bubblewrap)")
+
+
 def site_dirs() -> list[str]:
     """site-packages, added to sys.path inside (the server runs with -S: no .pth code)."""
     return sorted({sysconfig.get_paths()[k] for k in ("purelib", "platlib")})
@@ -83,7 +119,16 @@ def bwrap_prefix(*, pass_fds: tuple[int, ...] = ()) -> list[str]:
             argv += ["--symlink", os.readlink(link), link]
         elif os.path.isdir(link):
             argv += ["--ro-bind", link, link]
+    made: set[str] = set()
     for d in python_dirs():
+        # bwrap makes missing parents with the real folders' modes: a /root
+        # of 0700 would shut the sample's uid out of the interpreter
+        parts = Path(d).parts
+        for i in range(2, len(parts)):
+            anc = str(Path(*parts[:i]))
+            if anc not in made and not any(anc == s or anc.startswith(s + "/") for s in _SYSTEM_DIRS):
+                made.add(anc)
+                argv += ["--perms", "0755", "--dir", anc]
         argv += ["--ro-bind", d, d]
     argv += ["--dev", "/dev", "--proc", "/proc", "--size", str(TMPFS_BYTES), "--perms", "01777",
              "--tmpfs", "/tmp", "--chdir", "/tmp"]

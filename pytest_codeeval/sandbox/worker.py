@@ -77,6 +77,7 @@ class Worker:
             "subreaper": self.level == "rlimits",
             "sys_path": isolation.site_dirs(),
             "hide": isolation.hidden_paths() if self.level == "namespaces" else [],
+            "open_up": isolation.closed_ancestors() if self.level == "namespaces" and self.sample_uid is not None else {},
         }
         if self.level == "bubblewrap":
             prefix = isolation.bwrap_prefix()
