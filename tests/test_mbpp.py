@@ -220,7 +220,7 @@ def test_all_references_pass_plain_execution(catalog, name: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["mbpp", "mbpp_sanitized"])
-def test_references_pass_in_the_sandbox_but_known_gaps(catalog, name: str, private_cache: Path) -> None:
+def test_all_references_pass_in_the_sandbox(catalog, name: str, private_cache: Path) -> None:
     items = _load(catalog, name)
     failures = {v.item_id: f"{v.verdict}: {v.detail}" for v in ground_truth(items) if not v.passed}
     assert failures == {}
