@@ -539,6 +539,8 @@ FORK_HOOK_MODULES = ("threading", "random")
 
 
 def main() -> None:
+    for name in list(os.environ):  # the harness's SERVER_ENV: samples get an empty environment
+        del os.environ[name]  # (unsetenv: forked children inherit the C environment)
     conf = json.loads(sys.argv[1])
     if conf.get("open_up"):
         os.umask(0o022)

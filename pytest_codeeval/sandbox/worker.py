@@ -90,7 +90,7 @@ class Worker:
         try:
             self.proc = subprocess.Popen(
                 argv, pass_fds=(fd,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
-                env={}, cwd="/", start_new_session=True,  # our own group: the harness's Ctrl-C is not theirs
+                env=dict(isolation.SERVER_ENV), cwd="/", start_new_session=True,  # our own group: the harness's Ctrl-C is not theirs
             )
         except OSError as e:
             stderr.close()
