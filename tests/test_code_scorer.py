@@ -11,7 +11,7 @@ import pytest
 
 from pytest_codeeval.datasets.humaneval import _from_file, item_from_record, packaged_humaneval
 from pytest_codeeval.items import Item
-from pytest_codeeval.sandbox import TimingCache
+from pytest_codeeval.sandbox import Limits, TimingCache
 from pytest_codeeval.sandbox.worker import started_by
 from pytest_codeeval.scoring.base import ScoreContext
 from pytest_codeeval.scoring.code import CodeExecScorer, build_program, ground_truth
@@ -154,3 +154,34 @@ def test_returned_subclass_of_int_is_not_plain() -> None:
     sneaky = "    class I(int):\n        def __eq__(self, o):\n            return True\n    return I(0)\n"
     rows = CodeExecScorer().score([item], [[sneaky]], ScoreContext(chat=False))
     assert rows[0][0].verdict == "failed" and "non-plain" in rows[0][0].detail
+
+
+def test_limits_are_calibrated_only_for_items_with_a_timeout(private_cache: Path) -> None:
+    """A calibrated limit is never below the floors, so an item whose samples all finish
+    under the floors needs no reference run. An item with a sample that timed out gets its
+    reference timed, and that sample is judged again under the larger limit."""
+    slow = item_from_record({
+        "task_id": "t/slow", "prompt": "import time\n\n\ndef nap(x):\n",
+        "canonical_solution": "    time.sleep(0.25)\n    return x\n", "entry_point": "nap",
+        "test": "def check(candidate):\n    assert candidate(7) == 7\n",
+    })
+    fast = add_item()
+    slower = "    time.sleep(0.6)\n    return x\n"  # over the 0.3 s floor, under 4 x 0.25 s
+    hang = "    while True:\n        pass\n"
+    limits = Limits(call_floor_s=0.3, load_floor_s=3.0, total_floor_s=3.0, factor=4.0)
+    scorer = CodeExecScorer(limits)
+    rows = scorer.score([slow, fast], [[slow.reference, slower, hang], [fast.reference, "    return a - b\n"]],
+                        ScoreContext(chat=False, ks=(1,)))
+    assert [v.verdict for v in rows[0]] == ["passed", "passed", "timeout"], rows[0]
+    assert [v.verdict for v in rows[1]] == ["passed", "failed"]
+    assert scorer.last_stats["calibrated_on_timeout"] == 1  # t/slow only
+    assert scorer.last_stats["rejudged_with_calibrated_limits"] >= 2  # the slower one and the hang
+    cache = TimingCache(private_cache / "sandbox" / "timings.json")
+    assert cache.get(slow) is not None and cache.get(slow).max_call_s >= 0.25
+    assert cache.get(fast) is None  # never timed: nothing of it timed out
+
+    # the next run finds t/slow's timing in the cache: no calibration, no second judgement
+    again = CodeExecScorer(limits)
+    rows = again.score([slow], [[slower]], ScoreContext(chat=False, ks=(1,)))
+    assert [v.verdict for v in rows[0]] == ["passed"]
+    assert again.last_stats["calibrated_on_timeout"] == again.last_stats["rejudged_with_calibrated_limits"] == 0

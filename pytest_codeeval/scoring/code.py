@@ -6,8 +6,14 @@ data = {test, entry_point, [test_setup]}):
   chat: code = the fenced block of the reply; if it defines the entry point,
         program = the prompt's imports and helper definitions + code; else
         prompt + code (the reply continued the stub).
-Before any sample runs, the reference solutions are timed in the same
-sandbox (cached on disk) to calibrate each item's time limits.
+Time limits are calibrated per item from its reference solution's runtime,
+measured in the same sandbox and cached on disk. A calibrated limit is never
+below the floors, so a sample that does not time out under the floors gets the
+same verdict under its item's calibrated limits: samples of an item with no
+cached timing run under the floors, and only an item with a sample that timed
+out has its reference timed then; those samples are judged again under the
+calibrated limits where these are larger. (ground_truth() runs every
+reference anyway, and calibrates them all first.)
 """
 
 from __future__ import annotations
@@ -129,8 +135,9 @@ class CodeExecScorer(Scorer):
             self._cache = TimingCache()
         return self._cache
 
-    def _calibrate(self, pool: SandboxPool, items: Sequence[Item]) -> tuple[dict[str, Timing | None], dict[str, Outcome]]:
-        """Reference runtimes, measured in this sandbox for items not in the cache.
+    def _calibrate(self, pool: SandboxPool, items: Sequence[Item],
+                   limits: Limits) -> tuple[dict[str, Timing | None], dict[str, Outcome]]:
+        """Reference runtimes: from the cache, else measured in this sandbox.
 
         Also returns the passing reference runs made here (by item key), which
         ground_truth() uses as verdicts instead of running each reference twice.
@@ -146,7 +153,7 @@ class CodeExecScorer(Scorer):
             if timings[key] is None and item.reference:
                 missing.append(item)
         if missing:
-            floor = TimeLimits.calibrated(self.limits, None)
+            floor = TimeLimits.calibrated(limits, None)
             outcomes = pool.run([_job(it, it.prompt + it.reference, floor) for it in missing], predict=False)
             fresh = {item_key(it): o.timing for it, o in zip(missing, outcomes) if o.passed and o.timing}
             passed.update({item_key(it): o for it, o in zip(missing, outcomes) if o.passed and o.timing})
@@ -175,11 +182,10 @@ class CodeExecScorer(Scorer):
         out: list[list[Verdict | None]] = [[None] * len(row) for row in answers]
         todo: list[tuple[int, int, int, str, SampleJob]] = []
         with SandboxPool(self.workers, limits) as pool:
-            saved, self.limits = self.limits, limits
-            try:
-                timings, reference_runs = self._calibrate(pool, items)
-            finally:
-                self.limits = saved
+            if reuse_reference_runs:  # ground truth: every reference runs anyway, calibrate them all first
+                timings, reference_runs = self._calibrate(pool, items, limits)
+            else:
+                timings, reference_runs = {item_key(it): self.cache.get(it) for it in items}, {}
             for i, (item, row) in enumerate(zip(items, answers)):
                 key = item_key(item)
                 tl = TimeLimits.calibrated(limits, timings.get(key))
@@ -197,10 +203,38 @@ class CodeExecScorer(Scorer):
             # (CallLog) before the item's other samples start.
             todo.sort(key=lambda t: (t[0], t[1], t[2]))
             outcomes = pool.run([t[4] for t in todo])
-            self.last_stats = {"isolation": pool.level, "workers": pool.size, **pool.stats, **pool.calls.stats}
+            calibrated, rejudged = (0, 0) if reuse_reference_runs else \
+                self._calibrate_timed_out(pool, items, todo, outcomes, timings, limits)
+            self.last_stats = {"isolation": pool.level, "workers": pool.size, "calibrated_on_timeout": calibrated,
+                               "rejudged_with_calibrated_limits": rejudged, **pool.stats, **pool.calls.stats}
         for (j, i, _n, program, _job_), outcome in zip(todo, outcomes):
             out[i][j] = _verdict(items[i], j, outcome, program)
         return [[v for v in row if v is not None] for row in out]
+
+    def _calibrate_timed_out(self, pool: SandboxPool, items: Sequence[Item],
+                             todo: list[tuple[int, int, int, str, SampleJob]], outcomes: list[Outcome],
+                             timings: dict[str, Timing | None], limits: Limits) -> tuple[int, int]:
+        """Time the references of items whose samples timed out under the floors, and judge
+        those samples again where the calibrated limits are larger (``outcomes`` is updated).
+
+        Returns (items calibrated, samples judged again).
+        """
+        unknown = sorted({t[1] for t, o in zip(todo, outcomes)
+                          if o.verdict == "timeout" and timings.get(item_key(items[t[1]])) is None})
+        if not unknown:
+            return 0, 0
+        fresh, _ = self._calibrate(pool, [items[i] for i in unknown], limits)
+        redo: list[tuple[int, SampleJob]] = []
+        for n, (t, o) in enumerate(zip(todo, outcomes)):
+            if o.verdict != "timeout" or t[1] not in unknown:
+                continue
+            tl = TimeLimits.calibrated(limits, fresh.get(item_key(items[t[1]])))
+            if tl != t[4].time_limits:  # larger than the floors: the timeout may not stand
+                redo.append((n, replace(t[4], time_limits=tl)))
+        if redo:
+            for (n, _), again in zip(redo, pool.run([job for _, job in redo])):
+                outcomes[n] = again
+        return len(unknown), len(redo)
 
     def aggregate(self, items: Sequence[Item], verdicts: Sequence[Sequence[Verdict]], ctx: ScoreContext) -> dict[str, float]:
         counts = [(len(row), sum(v.passed for v in row)) for row in verdicts if row]
