@@ -90,3 +90,18 @@ class ModelEngine(Engine):
         self.settings = dict(settings)
         self.options = dict(options)
         self.last_call: dict[str, Any] = {}  # figures of the latest generate() call
+
+    @staticmethod
+    def call_figures(wall: float, requests: int, n: int, greedy: bool, prompt_tokens: int,
+                     completion_tokens: int, **extra: Any) -> dict[str, Any]:
+        """``last_call``'s figures that every engine reports, plus its own (``extra``)."""
+        return {
+            "wall_s": wall,
+            "requests": requests,
+            "samples": n,
+            "greedy_copies": greedy and n > 1,
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "tokens_per_s": completion_tokens / wall if wall > 0 else 0.0,
+            **extra,
+        }

@@ -218,18 +218,8 @@ class ServerEngine(ModelEngine):
                     f"the server returned {len(texts)} choices for {prompt.item_id} where {n} were asked for. "
                     "Use a server that supports the OpenAI `n` parameter, or --samples 1."
                 )
-        self.last_call = {
-            "wall_s": wall,
-            "requests": len(prompts),
-            "samples": n,
-            "greedy_copies": greedy and n > 1,
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "tokens_per_s": completion_tokens / wall if wall > 0 else 0.0,
-            "attempts": attempts,
-            "rejected": rejected,
-            "concurrency": self.concurrency,
-        }
+        self.last_call = self.call_figures(wall, len(prompts), n, greedy, prompt_tokens, completion_tokens,
+                                           attempts=attempts, rejected=rejected, concurrency=self.concurrency)
         return results
 
     def _body(self, prompt: Prompt, sampling: SamplingConfig, n: int) -> tuple[str, dict[str, Any]]:

@@ -295,18 +295,9 @@ class VLLMEngine(ModelEngine):
             # Tokens the engine actually generated (a copied greedy sample costs nothing).
             completion_tokens += sum(len(c.token_ids) for c in out.outputs)
         self.stats.peak_memory_bytes = max(self.stats.peak_memory_bytes, sampler.peak)
-        self.last_call = {
-            "wall_s": wall,
-            "requests": len(prompts),
-            "samples": n,
-            "greedy_copies": greedy and n > 1,
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "tokens_per_s": completion_tokens / wall if wall > 0 else 0.0,
-            "peak_memory_bytes": sampler.peak,
-            "prompts_too_long": len(too_long),
-            "seed_scope": "request" if self._on_gpu else "engine",
-        }
+        self.last_call = self.call_figures(wall, len(prompts), n, greedy, prompt_tokens, completion_tokens,
+                                           peak_memory_bytes=sampler.peak, prompts_too_long=len(too_long),
+                                           seed_scope="request" if self._on_gpu else "engine")
         totals = self.stats.extra.setdefault("generate_totals", {"calls": 0, "wall_s": 0.0,
                                                                  "prompt_tokens": 0, "completion_tokens": 0})
         totals["calls"] += 1
