@@ -75,6 +75,7 @@ def _reap_zombies() -> None:
             return
 
 
+@pytest.mark.skipif(not SANDBOX_CASES.is_dir(), reason="../shared/sandbox-cases is not present")
 def test_hostile_samples_score_exactly_as_expected(suite: pytest.Pytester) -> None:
     expected = json.loads((SANDBOX_CASES / "expected.json").read_text())
     before = set(os.listdir(suite.path))
