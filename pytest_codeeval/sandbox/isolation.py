@@ -128,8 +128,8 @@ def bwrap_prefix(*, pass_fds: tuple[int, ...] = ()) -> list[str]:
             argv += ["--ro-bind", link, link]
     made: set[str] = set()
     for d in python_dirs():
-        # bwrap makes missing parents with the real folders' modes: a /root
-        # of 0700 would shut the sample's uid out of the interpreter
+        # the parents bwrap makes for a bind (seen with 0.8: /root came out
+        # 0700) would shut the sample's uid out of the interpreter: make them 0755
         parts = Path(d).parts
         for i in range(2, len(parts)):
             anc = str(Path(*parts[:i]))
