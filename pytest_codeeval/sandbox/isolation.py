@@ -54,6 +54,12 @@ def python_dirs() -> list[str]:
     return out
 
 
+def _ancestors(path: str) -> list[str]:
+    """The folders above ``path``, outermost first, "/" left out."""
+    parts = Path(path).parts
+    return [str(Path(*parts[:i])) for i in range(2, len(parts))]
+
+
 def closed_ancestors() -> dict[str, list[str]]:
     """The outermost folders above the interpreter's that other users cannot enter
     (e.g. /root, mode 0700, above /root/.pyenv), each with the interpreter
@@ -66,9 +72,7 @@ def closed_ancestors() -> dict[str, list[str]]:
     """
     out: dict[str, list[str]] = {}
     for d in python_dirs():
-        parts = Path(d).parts
-        for i in range(2, len(parts) + 1):
-            anc = str(Path(*parts[:i]))
+        for anc in [*_ancestors(d), d]:
             try:
                 closed = not os.stat(anc).st_mode & 0o001
             except OSError:
@@ -128,11 +132,9 @@ def bwrap_prefix(*, pass_fds: tuple[int, ...] = ()) -> list[str]:
             argv += ["--ro-bind", link, link]
     made: set[str] = set()
     for d in python_dirs():
-        # the parents bwrap makes for a bind (seen with 0.8: /root came out
-        # 0700) would shut the sample's uid out of the interpreter: make them 0755
-        parts = Path(d).parts
-        for i in range(2, len(parts)):
-            anc = str(Path(*parts[:i]))
+        # bwrap (0.8) makes the parents of a bind 0700, which would shut
+        # the sample's uid out of the interpreter: make them 0755 first
+        for anc in _ancestors(d):
             if anc not in made and not any(anc == s or anc.startswith(s + "/") for s in _SYSTEM_DIRS):
                 made.add(anc)
                 argv += ["--perms", "0755", "--dir", anc]

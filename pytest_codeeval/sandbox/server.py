@@ -296,8 +296,6 @@ def _run_tests_inside(conn: socket.socket, job: dict[str, Any], g: dict[str, Any
     os._exit(0)
 
 
-
-
 # --- the server -----------------------------------------------------------
 
 
@@ -561,15 +559,15 @@ def main() -> None:
         import ctypes
 
         ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphans stay ours
+    conf["_rlimits"] = [(getattr(resource, name), int(value)) for name, value in conf["rlimits"].items()]
+    devnull = os.open(os.devnull, os.O_RDONLY)  # every sample's stdin
+    os.dup2(devnull, 0)
+    os.close(devnull)
     # Forked children share the server's pages copy-on-write; a garbage
     # collection in a child would walk (and so copy) every object the
     # server imported.  Frozen objects are never walked.
     import gc
 
-    conf["_rlimits"] = [(getattr(resource, name), int(value)) for name, value in conf["rlimits"].items()]
-    devnull = os.open(os.devnull, os.O_RDONLY)  # every sample's stdin
-    os.dup2(devnull, 0)
-    os.close(devnull)
     gc.collect()
     gc.freeze()
     ctrl = socket.socket(fileno=int(conf["ctrl_fd"]))

@@ -219,11 +219,11 @@ class CodeExecScorer(Scorer):
 
         Returns (items calibrated, samples judged again).
         """
-        unknown = sorted({t[1] for t, o in zip(todo, outcomes)
-                          if o.verdict == "timeout" and timings.get(item_key(items[t[1]])) is None})
+        unknown = {t[1] for t, o in zip(todo, outcomes)
+                   if o.verdict == "timeout" and timings.get(item_key(items[t[1]])) is None}
         if not unknown:
             return 0, 0
-        fresh, _ = self._calibrate(pool, [items[i] for i in unknown], limits)
+        fresh, _ = self._calibrate(pool, [items[i] for i in sorted(unknown)], limits)
         redo: list[tuple[int, SampleJob]] = []
         for n, (t, o) in enumerate(zip(todo, outcomes)):
             if o.verdict != "timeout" or t[1] not in unknown:
