@@ -63,6 +63,9 @@ def addoptions(parser: pytest.Parser) -> None:
         help="absolute floor: a case whose primary score is below X (0..1) fails")
     add("--max-throughput-drop", type=float, default=None, metavar="R",
         help="with --baseline: a case fails when its tokens/s falls below (1 - R) x the baseline's (0.3 = 30%% slower)")
+    add("--progress-interval", dest="codeeval_progress_interval", type=float, default=5.0, metavar="SECONDS",
+        help="while an engine generates: a progress line every SECONDS where there is no terminal, and in the run "
+             "log (a terminal gets one line updated in place); 0 turns it off (default 5)")
 
 
 def _split(value: str | None) -> tuple[str, ...]:

@@ -40,6 +40,9 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", line)
     if not _is_worker(config):
         config.pluginmanager.register(ResultCollector(state), "codeeval-results")
+    from .interrupt import register as register_guard
+
+    register_guard(config, state)  # SIGTERM like Ctrl-C, engine supervision, leftovers swept (once the suite runs)
 
 
 def _state(config: pytest.Config) -> CodeevalSession:
@@ -199,10 +202,11 @@ def codeeval_run(request: pytest.FixtureRequest, codeeval: CodeevalSession) -> C
         if codeeval.options.ground_truth:
             _skip_without_references(codeeval, case)
         durable = request.config.stash.get(DURABLE_KEY, {})
-        from .progress import case_progress
+        from .progress import call_progress, case_progress, reporting
 
-        result = run_case(codeeval.case_inputs(case), engine, timer=timer, store=durable.get("store"),
-                          fresh=codeeval.options.fresh, progress=case_progress(request.config, case.id))
+        with reporting(call_progress(request.config, case.id)):  # the engine reports its call's progress
+            result = run_case(codeeval.case_inputs(case), engine, timer=timer, store=durable.get("store"),
+                              fresh=codeeval.options.fresh, progress=case_progress(request.config, case.id))
         request.node.stash[RESULT_KEY] = result
         _record_properties(request.node, result)
         if bench is not None:
@@ -316,6 +320,7 @@ class ResultCollector:
                 "case_id": case["id"], "model": case["model"], "preset": case["preset"], "dataset": case["dataset"],
                 "categories": case.get("categories", []), "status": "error", "n_items": 0, "score": None,
                 "metrics": {}, "performance": {}, "error": _short_error(report),
+                "cut_short": getattr(report, "codeeval_cut_short", None),  # its engine died (interrupt.py)
             })
 
 

@@ -11,6 +11,14 @@ from ..catalog import ModelSpec
 from ..items import Generation, Item, Prompt
 
 
+class EngineDied(RuntimeError):
+    """The engine's processes died during a call (out of memory, a crash).
+
+    The call's results are lost, and the engine cannot be used again: the
+    case errors with this reason and is reported as cut short; the next
+    model loads its own engine."""
+
+
 @dataclass(frozen=True)
 class SamplingConfig:
     """Sampling parameters of one run; part of the generation cache key."""

@@ -27,6 +27,7 @@ from typing import Any, Sequence
 from ..catalog import ModelSpec
 from ..errors import EngineError
 from ..items import Generation, Item, Prompt
+from ..progress import current_sink
 from .base import ModelEngine, SamplingConfig
 
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
@@ -169,14 +170,23 @@ class ServerEngine(ModelEngine):
         greedy = sampling.temperature <= 0
         n_request = 1 if greedy else n
 
+        sink = current_sink()
+
         def one(prompt: Prompt) -> _Reply | str:
             path, body = self._body(prompt, sampling, n_request)
             try:
                 payload, attempts = self._call_with_retries(path, body)
             except RequestRejected as e:  # this prompt only (e.g. too long): an empty answer, recorded
+                if sink is not None:
+                    sink.advance(1)
                 return str(e)
-            return _parse(payload, chat=prompt.messages is not None, attempts=attempts)
+            reply = _parse(payload, chat=prompt.messages is not None, attempts=attempts)
+            if sink is not None:  # progress from the completed requests (pool threads report)
+                sink.advance(1, reply.completion_tokens)
+            return reply
 
+        if sink is not None:
+            sink.start(len(prompts))
         start = time.perf_counter()
         pool = ThreadPoolExecutor(max_workers=min(self.concurrency, max(1, len(prompts))),
                                   thread_name_prefix="codeeval-server")
@@ -189,6 +199,9 @@ class ServerEngine(ModelEngine):
                 f"the server at {self.base_url} stopped answering for model {self.server_model!r}: {e}. "
                 "Check that it is still running (its log says why), or raise --timeout / lower --concurrency."
             ) from None
+        finally:
+            if sink is not None:
+                sink.finish()
         pool.shutdown(wait=True)
         wall = time.perf_counter() - start
 

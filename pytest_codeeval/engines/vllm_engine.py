@@ -16,6 +16,19 @@ Why the pieces look the way they do:
   the same process: ``close`` shuts the engine core down, waits for its
   processes to exit, and checks with NVML that the memory came back; the next
   ``_load`` checks again and says so if it did not.
+* The engine's processes are started under ``lifecycle.watched_start``: if
+  this process dies without closing the engine (SIGKILL), the supervisor
+  ends them; a record under the report dir lets the next run end them too.
+* An engine core that dies during a call (the out-of-memory killer sends
+  SIGKILL) leaves vLLM 0.32's ``LLM.chat`` waiting forever: its monitor
+  thread notices the death, but the output thread exits without waking the
+  waiting call (measured here: still waiting minutes after EngineCore was
+  killed). :class:`DeathWatch` wakes it, and the call raises ``EngineDied``
+  with the reason; the engine refuses later calls with the same reason.
+* Progress: when the caller opened a progress sink (``progress.reporting``),
+  each finished request is counted as ``LLMEngine.step`` returns it, and the
+  tokens of running requests are read from the output processor by the
+  progress thread, never in the generation loop.
 """
 
 from __future__ import annotations
@@ -24,16 +37,22 @@ import dataclasses
 import gc
 import math
 import os
+import signal
+import threading
 import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from ..catalog import ModelSpec
 from ..errors import EngineError
 from ..items import Generation, Item, Prompt
-from . import memory
-from .base import ModelEngine, SamplingConfig
+from ..progress import CallProgress, current_sink
+from ..runlog import get_logger
+from . import lifecycle, memory
+from .base import EngineDied, ModelEngine, SamplingConfig
+from .supervisor import is_alive
 
 # Memory still held on the device after a close, beyond what was used before
 # the first load, that we tolerate without a warning (CUDA context, NCCL buffers).
@@ -86,6 +105,8 @@ class VLLMEngine(ModelEngine):
         self._nvml: memory.Nvml | None = None
         self._engine_pids: set[int] = set()
         self._gpu_used_before_load = 0
+        self._watch: lifecycle.EngineWatch | None = None
+        self._dead: str | None = None  # why the engine died, once it has
 
     # ----------------------------------------------------------------- load
     def _load(self) -> None:
@@ -128,13 +149,19 @@ class VLLMEngine(ModelEngine):
             sampler = memory.PeakSampler("cpu_rss")
 
         before = memory.child_pids()
+        self._dead = None
         try:
-            with sampler:
+            with lifecycle.watched_start(f"{self.model.name} (vllm)") as watch, sampler:
+                self._watch = watch
+                before = memory.child_pids()  # the supervisor (started by watched_start) is no engine process
                 self._llm = LLM(**self.engine_kwargs)
-        except Exception as e:
+        except BaseException as e:  # an interrupt during a long load must not leave the engine behind either
             self._engine_pids = memory.engine_pids(before)
             self._llm = None
-            memory.wait_gone(self._engine_pids, timeout_s=10)
+            memory.wait_gone(self._engine_pids, timeout_s=10 if isinstance(e, Exception) else 0)
+            self._release_watch()
+            if not isinstance(e, Exception):
+                raise
             raise EngineError(
                 f"vLLM could not load model {self.model.name!r} from {self.model_path}: {type(e).__name__}: {e}. "
                 f"Check the model's catalog entry (hf_id/path, dtype, max_model_len) and the preset's settings "
@@ -147,6 +174,7 @@ class VLLMEngine(ModelEngine):
                 else:
                     os.environ[key] = value
         self._engine_pids = memory.engine_pids(before)
+        watch.adopt(self._engine_pids)
         self.stats.peak_memory_bytes = max(self.stats.peak_memory_bytes, sampler.peak)
         self.stats.extra["load_peak_memory_bytes"] = sampler.peak
 
@@ -239,6 +267,8 @@ class VLLMEngine(ModelEngine):
     def generate(
         self, prompts: Sequence[Prompt], items: Sequence[Item], sampling: SamplingConfig
     ) -> list[list[Generation]]:
+        if self._dead is not None:
+            raise EngineDied(f"the vLLM engine of {self.model.name!r} died earlier in this run: {self._dead}")
         if self._llm is None:
             raise EngineError(f"engine for {self.model.name!r} is not loaded; call load() first.")
         from vllm import SamplingParams
@@ -263,7 +293,7 @@ class VLLMEngine(ModelEngine):
         sampler = memory.PeakSampler(self.stats.memory_kind or "cpu_rss", self._nvml,
                                      baseline=self._gpu_used_before_load)
         start = time.perf_counter()
-        with sampler:
+        with sampler, self._guarded_call(current_sink(), len(chat_idx) + len(text_idx)):
             outputs: dict[int, Any] = {}
             if chat_idx:
                 batch = [list(prompts[i].messages or ()) for i in chat_idx]
@@ -305,6 +335,55 @@ class VLLMEngine(ModelEngine):
         totals["prompt_tokens"] += prompt_tokens
         totals["completion_tokens"] += completion_tokens
         return results
+
+    @contextmanager
+    def _guarded_call(self, sink: CallProgress | None, submitted: int) -> Iterator[None]:
+        """One generation call: progress counted (when a sink is open), a dead
+        engine turned into ``EngineDied`` with its reason instead of a call
+        that waits forever."""
+        engine = self._llm.llm_engine
+        patched = False
+        if sink is not None and submitted:
+            sink.start(submitted, live_tokens=self._live_tokens)
+            step = engine.step
+
+            def counted_step() -> Any:
+                outs = step()
+                for out in outs:
+                    if out.finished:
+                        sink.advance(1, sum(len(c.token_ids) for c in out.outputs))
+                return outs
+
+            engine.step = counted_step  # an instance attribute over the method, for this call only
+            patched = True
+        watch = DeathWatch(self._llm, self._watch)
+        try:
+            yield
+        except Exception as e:
+            reason = watch.reason or watch.check()
+            if reason is None and type(e).__name__ == "EngineDeadError":
+                reason = f"{type(e).__name__}: {e}"
+            if reason is None:
+                raise
+            self._dead = reason
+            get_logger("engines").error("model %s: the vLLM engine died during generation: %s", self.model.name, reason)
+            raise EngineDied(
+                f"the vLLM engine of {self.model.name!r} died during the generation of {submitted} prompt(s), "
+                f"{sink.done if sink is not None else '?'} of them finished and lost with the call: {reason}. "
+                f"Lower the load (--preset memory_optimized, a smaller max_num_seqs or max_model_len) if it ran out "
+                f"of memory; the stored results are kept and a rerun generates only what is missing."
+            ) from e
+        finally:
+            watch.stop()
+            if patched:
+                del engine.step
+            if sink is not None:
+                sink.finish()
+
+    def _live_tokens(self) -> int:
+        """Tokens generated so far by the requests still running (read by the progress thread)."""
+        states = list(self._llm.llm_engine.output_processor.request_states.values())  # one atomic copy
+        return sum(s.detokenizer.num_output_tokens() for s in states if s.detokenizer is not None)
 
     def _sampling_params(self, cls: Any, sampling: SamplingConfig, n: int, stop: tuple[str, ...]) -> Any:
         kwargs: dict[str, Any] = {
@@ -357,9 +436,18 @@ class VLLMEngine(ModelEngine):
         killed = memory.wait_gone(self._engine_pids, timeout_s=CLOSE_TIMEOUT_S)
         self.stats.extra["engine_processes_killed"] = sorted(killed)
         self._engine_pids = set()
+        self._release_watch()
         if self._on_gpu and self._nvml is not None:
             self._wait_gpu_memory_back()
         super().close()
+
+    def _release_watch(self) -> None:
+        if self._watch is not None:
+            left = self._watch.alive()
+            if left:  # not ours to leave behind: the close must not end with processes still running
+                memory.wait_gone(set(left), timeout_s=0)
+            self._watch.release()
+            self._watch = None
 
     def _wait_gpu_memory_back(self) -> None:
         try:
@@ -394,3 +482,68 @@ class VLLMEngine(ModelEngine):
             "engine_args": self.stats.extra.get("engine_args", {}),
             "vllm_version": self.stats.extra.get("vllm_version", ""),
         }
+
+
+class DeathWatch:
+    """A thread that notices an engine core dying during a call and wakes the call.
+
+    It polls twice a second (a flag and a few /proc reads): vLLM's own
+    ``engine_dead`` flag, and whether each engine process still runs. On a
+    death it puts vLLM's ``EngineDeadError`` into the sync client's output
+    queue, the queue the waiting call reads, so the call raises at once.
+    """
+
+    POLL_S = 0.5
+
+    def __init__(self, llm: Any, watch: lifecycle.EngineWatch | None) -> None:
+        self.llm = llm
+        self.procs = dict(watch.procs) if watch else {}
+        self.reason: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="codeeval-engine-watch", daemon=True)
+        self._thread.start()
+
+    def check(self) -> str | None:
+        """Why the engine is dead, or None while it lives."""
+        gone = [pid for pid, start in self.procs.items() if not is_alive(pid, start)]
+        core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
+        flagged = bool(getattr(getattr(core, "resources", None), "engine_dead", False))
+        if not gone and not flagged:
+            return None
+        return _death_reason(core, gone)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.POLL_S):
+            reason = self.check()
+            if reason is not None:
+                self.reason = reason
+                queue = getattr(getattr(self.llm.llm_engine, "engine_core", None), "outputs_queue", None)
+                if queue is not None:
+                    from vllm.v1.engine.exceptions import EngineDeadError
+
+                    queue.put_nowait(EngineDeadError())
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+
+
+def _death_reason(core: Any, gone: list[int]) -> str:
+    """The engine core's exit, in words: a SIGKILL on Linux is most often the out-of-memory killer."""
+    codes = []
+    manager = getattr(getattr(core, "resources", None), "engine_manager", None)
+    for proc in getattr(manager, "processes", None) or []:
+        code = getattr(proc, "exitcode", None)
+        if code is not None:
+            codes.append((proc.pid, code))
+    if codes:
+        pid, code = codes[0]
+        if code < 0:
+            name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+            hint = " (on Linux most often the out-of-memory killer: see `dmesg`)" if -code == signal.SIGKILL else ""
+            return f"the engine core process {pid} was killed by {name}{hint}"
+        return f"the engine core process {pid} exited with code {code} (its log above says why)"
+    if gone:
+        return f"engine process(es) {', '.join(map(str, gone))} exited"
+    return "vLLM marked its engine core dead"

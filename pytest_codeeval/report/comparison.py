@@ -21,7 +21,7 @@ SCHEMA_PATH = Path(__file__).parent / "schema" / "comparison.schema.json"
 CASE_FIELDS = (
     "case_id", "model", "preset", "dataset", "task_type", "categories", "status", "n_items", "n_samples",
     "primary_metric", "score", "metrics", "performance", "scorer", "prompt_template_hash", "sampling",
-    "engine", "error", "wall_s", "sample_log", "ci", "verdicts", "gating",
+    "engine", "error", "cut_short", "wall_s", "sample_log", "ci", "verdicts", "gating",
 )
 
 

@@ -1,0 +1,119 @@
+"""In-call progress (progress.CallProgress): the figures, the line, and how it
+is written on a terminal and elsewhere. The end-to-end runs that capture the
+lines are in test_lifecycle.py (fake engine) and test_lifecycle_vllm.py (the
+real engine)."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+
+import pytest
+
+from lifecycle_helpers import PROGRESS_RE
+from pytest_codeeval.progress import CallProgress, current_sink, reporting
+
+
+def _started(total: int, **kw: object) -> CallProgress:
+    p = CallProgress("m-ds", interval_s=0, **kw)  # type: ignore[arg-type]
+    p.start(total)
+    return p
+
+
+def test_eta_is_the_time_per_finished_prompt_times_the_prompts_left() -> None:
+    p = _started(10)
+    t0 = p.t0
+    assert p.figures(t0 + 5)["eta_s"] is None  # nothing finished yet: no estimate
+    assert "ETA --" in p.line(t0 + 5)
+    p.advance(2, tokens=300)
+    f = p.figures(t0 + 10)
+    assert f["eta_s"] == pytest.approx(40.0)  # 5 s a prompt, 8 left
+    assert f["tokens_per_s"] == pytest.approx(30.0)
+    m = PROGRESS_RE.search(p.line(t0 + 10))
+    assert m and m.groups() == ("m-ds", "2", "10", "20", "30.0", "10s", "40s")
+
+
+def test_tokens_of_running_prompts_count_before_any_prompt_finishes() -> None:
+    p = CallProgress("m-ds", interval_s=0)
+    p.start(4, live_tokens=lambda: 120)
+    assert p.figures(p.t0 + 2)["tokens_per_s"] == pytest.approx(60.0)
+    p.advance(1, tokens=50)
+    assert p.figures(p.t0 + 2)["tokens"] == 170
+
+
+def test_a_failing_peek_into_the_engine_is_dropped_not_raised() -> None:
+    def broken() -> int:
+        raise RuntimeError("engine internals moved")
+
+    p = CallProgress("m-ds", interval_s=0)
+    p.start(4, live_tokens=broken)
+    assert p.figures()["tokens"] == 0 and p.live_tokens is None
+
+
+def test_final_line_says_done_or_stopped() -> None:
+    p = _started(3)
+    p.advance(3, tokens=30)
+    p.finish()
+    assert "generation 3/3 prompts (100%)" in p.line() and "done in" in p.line()
+    q = _started(3)
+    q.advance(1)
+    q.finish()
+    assert "stopped after" in q.line()
+
+
+def test_no_terminal_gets_a_line_every_interval_and_the_final_one() -> None:
+    out = io.StringIO()
+    p = CallProgress("m-ds", out, tty=False, interval_s=0.2)
+    p.start(5)
+    for _ in range(5):
+        time.sleep(0.15)
+        p.advance(1, tokens=10)
+    p.finish()
+    lines = out.getvalue().splitlines()
+    assert len(lines) >= 3 and "\r" not in out.getvalue()
+    assert all(PROGRESS_RE.search(x) for x in lines[:-1])
+    assert "generation 5/5 prompts (100%)" in lines[-1] and "done in" in lines[-1]
+
+
+def test_a_terminal_gets_one_line_rewritten_in_place() -> None:
+    out = io.StringIO()
+    p = CallProgress("m-ds", out, tty=True, interval_s=5, refresh_s=0.1)
+    p.start(3)
+    time.sleep(1.4)  # calls under a second stay silent, then a refresh every 0.1 s
+    p.advance(3, tokens=30)
+    p.finish()
+    text = out.getvalue()
+    assert text.count("\n") == 1 and text.endswith("\n")  # one line, ended once
+    assert text.count("\r") >= 3 and "\x1b[K" in text
+    assert "generation 3/3 prompts (100%)" in text.rsplit("\r", 1)[1]
+
+
+def test_short_calls_stay_silent_on_the_terminal() -> None:
+    out = io.StringIO()
+    p = CallProgress("m-ds", out, tty=False, interval_s=5)
+    p.start(2)
+    p.advance(2)
+    p.finish()
+    assert out.getvalue() == ""
+
+
+def test_advance_from_many_threads_loses_nothing() -> None:
+    p = _started(8000)
+    threads = [threading.Thread(target=lambda: [p.advance(1, tokens=2) for _ in range(1000)]) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert (p.done, p.tokens) == (8000, 16000)
+
+
+def test_the_sink_is_found_through_the_context_and_finished_on_an_error() -> None:
+    sink = CallProgress("m-ds", interval_s=0)
+    assert current_sink() is None
+    with pytest.raises(KeyboardInterrupt):
+        with reporting(sink):
+            assert current_sink() is sink
+            sink.start(4)
+            raise KeyboardInterrupt
+    assert current_sink() is None and sink.ended is not None
