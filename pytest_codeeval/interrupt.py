@@ -135,6 +135,7 @@ class RunGuard:
             self.installed = False
         if self.active:
             lifecycle.shutdown()
+            lifecycle.configure(None)  # a later engine of this process (pytester runs) records nowhere
 
     # -- a case whose engine died -----------------------------------------------
     @pytest.hookimpl(wrapper=True)

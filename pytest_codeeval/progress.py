@@ -26,7 +26,7 @@ import shutil
 import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, TextIO
+from typing import Any, Callable, Iterator, Sequence, TextIO
 
 from .runlog import get_logger
 
@@ -76,17 +76,27 @@ class CallProgress:
     The engine calls :meth:`start` with the number of prompts it submits,
     :meth:`advance` as prompts finish (from any thread: a server engine's
     pool reports from its workers) and :meth:`finish`.  ``live_tokens``
-    (optional) returns the tokens generated so far by prompts that are still
-    running, so tokens/s moves before the first prompt is done.  The ETA is
-    the time per finished prompt times the prompts left: with every prompt
-    in flight at once, short answers finish first at a steady rate, so this
-    holds better than an estimate from the tokens of finished prompts.
+    (optional) returns the tokens generated so far by each request still
+    running, so tokens/s moves before the first prompt is done.
+
+    The ETA is the time per finished prompt times the prompts left: with
+    every prompt in flight at once, short answers finish first at a steady
+    rate, which an estimate from the tokens of finished prompts misses.  Where
+    many answers run into the token cap (``max_tokens``) they all end at
+    once, later than that rate says; so once every request left is decoding
+    (each has a token), the time for the least advanced one to reach the cap
+    at the pace of the most advanced one bounds the ETA, and the smaller of
+    the two is shown.
     """
 
     def __init__(self, label: str, stream: TextIO | None = None, tty: bool = False,
-                 interval_s: float = DEFAULT_INTERVAL_S, refresh_s: float = REFRESH_S) -> None:
+                 interval_s: float = DEFAULT_INTERVAL_S, refresh_s: float = REFRESH_S,
+                 at_line_start: Callable[[], bool] | None = None) -> None:
         self.label = label
         self.stream = stream
+        # Whether pytest's own output ended its line: if not ("test_x.py ..."),
+        # the first progress line starts on a new one.
+        self.at_line_start = at_line_start
         self.tty = tty and stream is not None
         self.interval_s = interval_s
         self.refresh_s = refresh_s
@@ -94,18 +104,22 @@ class CallProgress:
         self.total = 0
         self.done = 0
         self.tokens = 0  # completion tokens of the finished prompts
-        self.live_tokens: Callable[[], int] | None = None
+        self.live_tokens: Callable[[], Sequence[int]] | None = None
+        self.max_tokens: int | None = None
         self.t0 = time.monotonic()
         self.ended: float | None = None
         self.shown = False  # whether the terminal got a line (then it gets the final one too)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.thread_cpu_s = 0.0  # CPU time the rendering thread used (bench_progress.py reports it)
 
     # -- what engines call -------------------------------------------------
-    def start(self, total: int, live_tokens: Callable[[], int] | None = None) -> None:
+    def start(self, total: int, live_tokens: Callable[[], Sequence[int]] | None = None,
+              max_tokens: int | None = None) -> None:
         self.total, self.done, self.tokens = total, 0, 0
         self.live_tokens = live_tokens
+        self.max_tokens = max_tokens
         self.t0 = time.monotonic()
         self.ended = None
         self._stop.clear()
@@ -137,12 +151,17 @@ class CallProgress:
         elapsed = max(now - self.t0, 1e-9)
         with self._lock:
             done, tokens = self.done, self.tokens
+        running: Sequence[int] = ()
         if self.live_tokens is not None and self.ended is None:
             try:
-                tokens += self.live_tokens()
+                running = self.live_tokens()
             except Exception:  # a peek into a running engine must never break it
                 self.live_tokens = None
+        tokens += sum(running)
         eta = elapsed / done * (self.total - done) if 0 < done < self.total else None
+        if self.max_tokens and running and min(running) > 0 and done < self.total:
+            to_cap = (self.max_tokens - min(running)) * elapsed / max(running)
+            eta = to_cap if eta is None else min(eta, to_cap)
         return {"done": done, "total": self.total, "tokens": tokens, "tokens_per_s": tokens / elapsed,
                 "elapsed_s": elapsed, "eta_s": eta}
 
@@ -162,6 +181,8 @@ class CallProgress:
     def _write(self, text: str, final: bool = False) -> None:
         assert self.stream is not None
         try:
+            if not self.shown and self.at_line_start is not None and not self.at_line_start():
+                self.stream.write("\n")
             if self.tty:
                 width = shutil.get_terminal_size((120, 24)).columns - 1
                 # \r + clear-to-end: one line rewritten in place (never wider than the terminal, so it never wraps).
@@ -173,6 +194,12 @@ class CallProgress:
             self.stream = None
 
     def _run(self) -> None:
+        try:
+            self._render_until_finished()
+        finally:
+            self.thread_cpu_s = time.thread_time()
+
+    def _render_until_finished(self) -> None:
         last_line = last_log = self.t0
         tick = self.refresh_s if self.tty else min(self.interval_s, 1.0)
         while not self._stop.wait(tick):
@@ -221,7 +248,10 @@ def call_progress(config: Any, label: str) -> CallProgress:
     stream = getattr(plugin, "stream", None)
     interval = config.getoption("codeeval_progress_interval", DEFAULT_INTERVAL_S)
     interval = DEFAULT_INTERVAL_S if interval is None else float(interval)
-    return CallProgress(label, stream, tty=bool(getattr(plugin, "tty", False)), interval_s=interval)
+    writer = getattr(config.pluginmanager.get_plugin("terminalreporter"), "_tw", None)
+    at_line_start = (lambda: getattr(writer, "width_of_current_line", 0) == 0) if writer is not None else None
+    return CallProgress(label, stream, tty=bool(getattr(plugin, "tty", False)), interval_s=interval,
+                        at_line_start=at_line_start)
 
 
 def _terminal_stream(config: Any) -> tuple[TextIO | None, bool]:

@@ -36,14 +36,28 @@ def test_eta_is_the_time_per_finished_prompt_times_the_prompts_left() -> None:
 
 def test_tokens_of_running_prompts_count_before_any_prompt_finishes() -> None:
     p = CallProgress("m-ds", interval_s=0)
-    p.start(4, live_tokens=lambda: 120)
+    p.start(4, live_tokens=lambda: [40, 40, 40])
     assert p.figures(p.t0 + 2)["tokens_per_s"] == pytest.approx(60.0)
     p.advance(1, tokens=50)
     assert p.figures(p.t0 + 2)["tokens"] == 170
 
 
+def test_answers_running_into_the_token_cap_bound_the_eta() -> None:
+    """Every request decoding: the least advanced one reaches the 512-token cap at the pace of the
+    most advanced one, whatever the rate of finished prompts says (none yet, or one in 30 s)."""
+    p = CallProgress("m-ds", interval_s=0)
+    running = [100, 100, 100, 100]
+    p.start(4, live_tokens=lambda: running, max_tokens=512)
+    assert p.figures(p.t0 + 10)["eta_s"] == pytest.approx(41.2)
+    running = [300, 300, 300]
+    p.advance(1, tokens=20)  # a short answer: the prompt rate says 3 x 30 s = 90 s
+    assert p.figures(p.t0 + 30)["eta_s"] == pytest.approx(21.2)
+    running = [300, 300, 0]  # one request not decoding yet (waiting): no bound from the cap
+    assert p.figures(p.t0 + 30)["eta_s"] == pytest.approx(90.0)
+
+
 def test_a_failing_peek_into_the_engine_is_dropped_not_raised() -> None:
-    def broken() -> int:
+    def broken() -> list[int]:
         raise RuntimeError("engine internals moved")
 
     p = CallProgress("m-ds", interval_s=0)

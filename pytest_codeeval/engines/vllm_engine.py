@@ -293,7 +293,7 @@ class VLLMEngine(ModelEngine):
         sampler = memory.PeakSampler(self.stats.memory_kind or "cpu_rss", self._nvml,
                                      baseline=self._gpu_used_before_load)
         start = time.perf_counter()
-        with sampler, self._guarded_call(current_sink(), len(chat_idx) + len(text_idx)):
+        with sampler, self._guarded_call(current_sink(), len(chat_idx) + len(text_idx), sampling.max_new_tokens):
             outputs: dict[int, Any] = {}
             if chat_idx:
                 batch = [list(prompts[i].messages or ()) for i in chat_idx]
@@ -337,14 +337,17 @@ class VLLMEngine(ModelEngine):
         return results
 
     @contextmanager
-    def _guarded_call(self, sink: CallProgress | None, submitted: int) -> Iterator[None]:
+    def _guarded_call(self, sink: CallProgress | None, submitted: int, max_tokens: int) -> Iterator[None]:
         """One generation call: progress counted (when a sink is open), a dead
         engine turned into ``EngineDied`` with its reason instead of a call
         that waits forever."""
         engine = self._llm.llm_engine
+        watch = DeathWatch(self._llm, self._watch)
         patched = False
-        if sink is not None and submitted:
-            sink.start(submitted, live_tokens=self._live_tokens)
+        if not submitted:
+            sink = None  # every prompt was too long: no call, nothing to show
+        if sink is not None:
+            sink.start(submitted, live_tokens=self._live_tokens, max_tokens=max_tokens)
             step = engine.step
 
             def counted_step() -> Any:
@@ -356,7 +359,6 @@ class VLLMEngine(ModelEngine):
 
             engine.step = counted_step  # an instance attribute over the method, for this call only
             patched = True
-        watch = DeathWatch(self._llm, self._watch)
         try:
             yield
         except Exception as e:
@@ -367,11 +369,12 @@ class VLLMEngine(ModelEngine):
                 raise
             self._dead = reason
             get_logger("engines").error("model %s: the vLLM engine died during generation: %s", self.model.name, reason)
+            finished = f"{sink.done} had finished, " if sink is not None else ""
             raise EngineDied(
-                f"the vLLM engine of {self.model.name!r} died during the generation of {submitted} prompt(s), "
-                f"{sink.done if sink is not None else '?'} of them finished and lost with the call: {reason}. "
-                f"Lower the load (--preset memory_optimized, a smaller max_num_seqs or max_model_len) if it ran out "
-                f"of memory; the stored results are kept and a rerun generates only what is missing."
+                f"the vLLM engine of {self.model.name!r} died while generating {submitted} prompt(s) ({finished}the "
+                f"call's results are lost): {reason}. If it ran out of memory, lower the load (--preset "
+                f"memory_optimized, a smaller max_num_seqs or max_model_len); the stored results are kept and a "
+                f"rerun generates only what is missing."
             ) from e
         finally:
             watch.stop()
@@ -380,10 +383,10 @@ class VLLMEngine(ModelEngine):
             if sink is not None:
                 sink.finish()
 
-    def _live_tokens(self) -> int:
-        """Tokens generated so far by the requests still running (read by the progress thread)."""
+    def _live_tokens(self) -> list[int]:
+        """Tokens generated so far by each request still running (read by the progress thread)."""
         states = list(self._llm.llm_engine.output_processor.request_states.values())  # one atomic copy
-        return sum(s.detokenizer.num_output_tokens() for s in states if s.detokenizer is not None)
+        return [s.detokenizer.num_output_tokens() for s in states if s.detokenizer is not None]
 
     def _sampling_params(self, cls: Any, sampling: SamplingConfig, n: int, stop: tuple[str, ...]) -> Any:
         kwargs: dict[str, Any] = {
