@@ -131,3 +131,30 @@ def test_the_sink_is_found_through_the_context_and_finished_on_an_error() -> Non
             sink.start(4)
             raise KeyboardInterrupt
     assert current_sink() is None and sink.ended is not None
+
+
+def test_the_server_engine_reports_completed_requests() -> None:
+    from test_server_engine import MODEL, Stub, completion, options
+
+    from pytest_codeeval.engines.base import SamplingConfig
+    from pytest_codeeval.engines.server import ServerEngine
+    from pytest_codeeval.items import Prompt
+
+    def slow(path: str, body: dict, seen: int) -> tuple[int, object, dict[str, str]]:
+        if path.endswith("/models"):
+            return 200, {"object": "list", "data": [{"id": "org/stub-model"}]}, {}
+        time.sleep(0.3)
+        return 200, completion(body), {}
+
+    out = io.StringIO()
+    sink = CallProgress("stub-ds", out, tty=False, interval_s=0.25)
+    prompts = [Prompt(f"t/{i}", messages=({"role": "user", "content": str(i)},)) for i in range(6)]
+    with Stub(slow) as stub:
+        engine = ServerEngine(MODEL, {}, options(stub.url, concurrency=2))
+        engine.load()
+        with reporting(sink):
+            engine.generate(prompts, [], SamplingConfig(temperature=0.0))
+    assert (sink.done, sink.total, sink.tokens) == (6, 6, 18)
+    counts = [int(m.group(2)) for m in map(PROGRESS_RE.search, out.getvalue().splitlines()) if m]
+    assert counts and counts == sorted(counts) and counts[-1] < 6  # lines while it ran
+    assert "generation 6/6 prompts (100%)" in out.getvalue().splitlines()[-1]

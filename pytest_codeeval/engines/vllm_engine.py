@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import logging
 import math
 import os
 import signal
@@ -430,10 +431,16 @@ class VLLMEngine(ModelEngine):
         """Shut the engine core down, wait for its processes, and check that the memory came back."""
         llm, self._llm = self._llm, None
         if llm is not None:
+            # After an interrupt the close runs at session finish, where the stream vLLM's
+            # log handler was given (pytest's capture, when vllm was imported) is closed:
+            # its shutdown messages are dropped instead of printing "--- Logging error ---".
+            raise_exceptions, logging.raiseExceptions = logging.raiseExceptions, False
             try:
                 llm.llm_engine.engine_core.shutdown()
             except Exception as e:  # an engine that already died still has processes to reap
                 self.stats.extra["shutdown_error"] = f"{type(e).__name__}: {e}"
+            finally:
+                logging.raiseExceptions = raise_exceptions
             del llm
             gc.collect()
         killed = memory.wait_gone(self._engine_pids, timeout_s=CLOSE_TIMEOUT_S)

@@ -101,7 +101,7 @@ def render_markdown(comparison: dict[str, Any]) -> str:
         lines += [f"- `{c['case_id']}`: {c.get('error') or 'unknown error'}" for c in errors]
         cut = [c["case_id"] for c in errors if c.get("cut_short")]
         if cut:
-            lines += ["", f"Cut short (the engine died during generation): {', '.join(f'`{x}`' for x in cut)}. "
+            lines += ["", f"Cut short (their engine died during the run): {', '.join(f'`{x}`' for x in cut)}. "
                           "Their stored results are kept; a rerun generates only what is missing."]
     return "\n".join(lines) + "\n"
 
