@@ -103,9 +103,10 @@ def _name(p: psutil.Process) -> str:
         return "?"
 
 
-def engine_processes(procs: list[psutil.Process]) -> list[psutil.Process]:
-    """Those of ``procs`` that are vLLM engine processes (they rename themselves)."""
-    return [p for p in procs if any(n in _name(p) for n in ENGINE_NAMES)]
+def engine_processes(procs: list[psutil.Process], names: tuple[str, ...] = ENGINE_NAMES) -> list[psutil.Process]:
+    """Those of ``procs`` that are vLLM engine processes (they rename themselves; the
+    command line holds the whole name, ``name()`` only 15 characters)."""
+    return [p for p in procs if any(n in _name(p) for n in names)]
 
 
 def poll_until(check: Callable[[], bool], timeout: float, what: str) -> None:
