@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CatalogError
-from .items import TASK_TYPES
 
 CATALOG_DIR = Path(__file__).parent / "catalog"
 SECTIONS = ("models", "datasets", "categories", "presets")
@@ -264,8 +263,12 @@ def _check_values(where: str, spec: Any) -> None:
                 f"{where}.engine: unknown setting(s) {', '.join(bad)}. Known: {', '.join(PRESET_SETTING_NAMES)}."
             )
     elif isinstance(spec, DatasetSpec):
-        if spec.task_type not in TASK_TYPES:
-            raise CatalogError(f"{where}: task_type must be one of {', '.join(TASK_TYPES)}, got {spec.task_type!r}.")
+        from .registry import LOADERS, PROMPTS, SCORERS
+
+        for registry, value in ((PROMPTS, spec.task_type), (LOADERS, spec.loader), (SCORERS, spec.scorer)):
+            if value not in registry:
+                raise CatalogError(f"{where}: {registry.group[:-1].replace('prompt', 'task_type')} must be one of "
+                                   f"{', '.join(registry.names())}, got {value!r}.")
     elif isinstance(spec, PresetSpec):
         if not 0.05 <= spec.gpu_memory_utilization <= 1.0:
             raise CatalogError(f"{where}: gpu_memory_utilization must be in (0.05, 1.0], got {spec.gpu_memory_utilization}.")

@@ -1,8 +1,11 @@
-"""Errors that reach the user as pytest usage errors.
+"""The suite's errors.
 
-Each message names the problem and the fix.  They subclass
-``pytest.UsageError`` so pytest prints ``ERROR: <message>`` and exits with
-code 4 before any model is loaded.
+Usage errors (``CodeevalError`` and its subclasses) are raised only before
+anything runs: they subclass ``pytest.UsageError``, so pytest prints
+``ERROR: <message>`` and exits with code 4 before any model loads.  What goes
+wrong once the run has started (an engine that fails to load or dies) is an
+``EngineError``: the case it happens in becomes an error with the reason, and
+the other cases go on.  Each message names the problem and the fix.
 """
 
 from __future__ import annotations
@@ -31,5 +34,10 @@ class CompletionsError(CodeevalError):
     """A --completions file is malformed or names unknown task ids."""
 
 
-class EngineError(CodeevalError):
-    """An engine cannot be built: missing package, unreachable server, unknown model."""
+class EngineConfigError(CodeevalError):
+    """An engine cannot be used as configured, found before anything runs."""
+
+
+class EngineError(RuntimeError):
+    """An engine failed during the run: it could not load, or died mid-call.
+    The case becomes an error with this message; later models still run."""

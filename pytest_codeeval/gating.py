@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CodeevalError
+from .results import CaseResult
 
 
 class BaselineError(CodeevalError):
@@ -87,18 +88,18 @@ def allowed_drop(base: dict[str, Any], max_score_drop: float | None) -> float:
     return max(0.0, float(base["score"]) - float(low))
 
 
-def check_case(result: dict[str, Any], gate: GateOptions) -> list[dict[str, Any]]:
+def check_case(result: CaseResult, gate: GateOptions) -> list[dict[str, Any]]:
     """Regressions of one case result (empty when it passes every gate)."""
     out: list[dict[str, Any]] = []
-    score = result.get("score")
-    cid = result["case_id"]
-    metric = result.get("primary_metric", "score")
+    score = result.score
+    cid = result.case_id
+    metric = result.primary_metric or "score"
     if score is None:
         return out
     if gate.min_score is not None and score < gate.min_score:
         out.append({"case_id": cid, "kind": "floor", "score": score, "limit": gate.min_score,
                     "message": f"{metric} {100 * score:.1f}% is below the floor --min-score {100 * gate.min_score:.1f}%"})
-    base = (gate.baseline or {}).get((result["model"], result["preset"], result["dataset"]))
+    base = (gate.baseline or {}).get((result.model, result.preset, result.dataset))
     if base is None or base.get("score") is None:
         return out
     drop = float(base["score"]) - float(score)
@@ -110,7 +111,7 @@ def check_case(result: dict[str, Any], gate: GateOptions) -> list[dict[str, Any]
                     "message": f"{metric} {100 * score:.1f}% vs baseline {100 * base['score']:.1f}%: "
                                f"dropped {100 * drop:.1f} points ({why})"})
     if gate.max_throughput_drop is not None:
-        now = (result.get("performance") or {}).get("tokens_per_s")
+        now = result.performance.tokens_per_s
         before = (base.get("performance") or {}).get("tokens_per_s")
         if now is not None and before:
             floor = (1.0 - gate.max_throughput_drop) * before
@@ -127,10 +128,10 @@ def failure_message(regressions: list[dict[str, Any]]) -> str:
     return "codeeval gating: " + "; ".join(r["message"] for r in regressions)
 
 
-def summary_lines(results: list[dict[str, Any]], gate_baseline: str | None) -> list[str]:
+def summary_lines(results: list[CaseResult], gate_baseline: str | None) -> list[str]:
     """The terminal summary: what regressed, one line per regression."""
-    regs = [r for res in results for r in res.get("gating") or []]
-    checked = [res for res in results if "gating" in res]
+    regs = [r for res in results for r in res.gating or []]
+    checked = [res for res in results if res.gating is not None]
     if not checked:
         return []
     against = f" against {gate_baseline}" if gate_baseline else ""

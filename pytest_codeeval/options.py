@@ -7,21 +7,31 @@ The option names --preset, --samples, --models, --datasets, --report-dir,
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from . import defaults
 from .errors import CatalogError, CodeevalError
 
 ENGINE_CHOICES = ("auto", "vllm", "server", "reference")
 
 
+# dest -> default of every option this plugin adds: an option given with
+# another value means the run uses the suite (activation.py).
+OPTION_DEFAULTS: dict[str, Any] = {}
+
+
 def addoptions(parser: pytest.Parser) -> None:
     group = parser.getgroup("codeeval", "pytest-codeeval: benchmark LLMs on coding datasets")
-    add = group.addoption
-    add("--preset", default="balanced", metavar="NAME[,NAME]",
+
+    def add(name: str, **kwargs: Any) -> None:
+        group.addoption(name, **kwargs)
+        default = False if kwargs.get("action") == "store_true" else kwargs.get("default")
+        OPTION_DEFAULTS[name.lstrip("-").replace("-", "_")] = default
+    add("--preset", default=defaults.DEFAULT_PRESET, metavar="NAME[,NAME]",
         help="engine preset(s): balanced, performance, memory_optimized (several: model x preset x dataset cases)")
     add("--samples", default=None, metavar="N",
         help="evaluate the first N items of each dataset (deterministic); default: all")
@@ -44,7 +54,7 @@ def addoptions(parser: pytest.Parser) -> None:
     add("--n-samples", type=int, default=1, metavar="N", help="samples per task (for pass@k), from SamplingParams(n=N)")
     add("--pass-k", default="1", metavar="K[,K]", help="k values for pass@k (each <= --n-samples)")
     add("--max-new-tokens", type=int, default=None, metavar="N", help="override each dataset's generation budget")
-    add("--seed", type=int, default=1234, help="engine-wide sampling seed")
+    add("--seed", type=int, default=defaults.SEED, help="engine-wide sampling seed")
     add("--system-prompt", default=None, metavar="TEXT", help="system prompt for chat models (default: the model's)")
     add("--ground-truth", action="store_true",
         help="run every selected dataset's reference answers through its scorer (code: the sandbox); "
@@ -100,12 +110,24 @@ class RunOptions:
     max_score_drop: float | None = None
     min_score: float | None = None
     max_throughput_drop: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def pseudo_model(self) -> str | None:
         """Model-free engines replace the model axis with one pseudo-model."""
         return self.engine if self.engine in ("reference", "replay") else None
+
+
+def given_options(config: pytest.Config) -> list[str]:
+    """Our options the user gave: on the command line, in addopts or
+    $PYTEST_ADDOPTS (even with their default value), or set to another value."""
+    import os
+    import shlex
+
+    words = [*config.invocation_params.args, *shlex.split(os.environ.get("PYTEST_ADDOPTS", ""))]
+    words += [w for line in config.getini("addopts") for w in shlex.split(line)]
+    named = {w.split("=", 1)[0].lstrip("-").replace("-", "_") for w in words if isinstance(w, str) and w.startswith("--")}
+    return [dest for dest, default in OPTION_DEFAULTS.items()
+            if dest in named or getattr(config.option, dest, default) != default]
 
 
 def parse_options(config: pytest.Config) -> RunOptions:

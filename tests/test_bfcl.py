@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO, SHARED_DATASETS
+from helpers import REPO, SHARED_DATASETS
 from pytest_codeeval.catalog import load_catalog
 from pytest_codeeval.datasets import load_dataset
 from pytest_codeeval.datasets.bfcl import RECORD_FIELDS, category_of, item_from_record, reference_call

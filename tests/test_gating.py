@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SHARED_DATASETS, needs_shared
-from pytest_codeeval.gating import GateOptions, allowed_drop, check_case
+from helpers import SHARED_DATASETS, needs_shared
+from pytest_codeeval.gating import GateOptions, allowed_drop, check_case as _check
+from pytest_codeeval.results import CaseResult
 
 ARGS = ["-p", "no:cacheprovider", "--datasets", "gsm8k", "--samples", "8"]
 
@@ -17,6 +18,9 @@ def _case(score: float, tps: float = 100.0, low: float | None = None) -> dict:
     return {"case_id": "m-balanced-d", "model": "m", "preset": "balanced", "dataset": "d", "score": score,
             "primary_metric": "accuracy", "performance": {"tokens_per_s": tps},
             "ci": {"estimate": score, "low": score - 0.1 if low is None else low, "high": 1.0, "method": "wilson"}}
+
+def check_case(result: dict, gate: GateOptions) -> list[dict]:
+    return _check(CaseResult.from_dict(result), gate)
 
 def _gate(base: dict | None = None, **kw) -> GateOptions:
     opts = dict(max_score_drop=None, min_score=None, max_throughput_drop=None)

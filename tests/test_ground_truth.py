@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from conftest import SHARED_DATASETS, needs_shared
+from helpers import SHARED_DATASETS, needs_shared
 
 # Every dataset that loads here: the shipped ones, HumanEval from its package,
 # and the public sets from ../shared/datasets.  humaneval_plus and mbpp_plus

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SHARED_DATASETS, needs_shared
+from helpers import SHARED_DATASETS, needs_shared
 from pytest_codeeval.report.comparison import load_schema, validate_comparison
 
 RUN = ["-p", "no:cacheprovider", "--engine", "reference", "--datasets", "gsm8k,advanced_coding_extended",

@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import SANDBOX_CASES
+from helpers import SANDBOX_CASES
 
 
 def _comparison(root: Path, name: str) -> dict:

@@ -21,6 +21,8 @@ from pytest_codeeval.engines.base import SamplingConfig
 from pytest_codeeval.engines.server import ServerEngine, normalize_base_url
 from pytest_codeeval.errors import EngineError
 from pytest_codeeval.items import Prompt
+from helpers import requests_for
+
 
 MODEL = ModelSpec(name="stub_model", hf_id="org/stub-model", kind="chat", family="stub",
                   dtype="bfloat16", max_model_len=2048)
@@ -153,7 +155,7 @@ def test_chat_and_completions_paths_samples_and_stops() -> None:
         engine.load()
         assert engine.loaded
         base = Prompt("t/1", text="def f():\n", stop=("\ndef ",))
-        out = engine.generate([CHAT, base], [], SamplingConfig(temperature=0.7, n=3, max_new_tokens=16))
+        out = engine.generate(requests_for([CHAT, base], SamplingConfig(temperature=0.7, n=3, max_new_tokens=16)))
     assert [g.text for g in out[0]] == ["ok0", "ok1", "ok2"]
     assert [g.finish_reason for g in out[1]] == ["length"] * 3
     assert [g.sample for g in out[1]] == [0, 1, 2]
@@ -171,7 +173,7 @@ def test_greedy_asks_for_one_sample_and_copies_it() -> None:
     with Stub(ok_script) as stub:
         engine = ServerEngine(MODEL, {}, options(stub.url))
         engine.load()
-        out = engine.generate([CHAT], [], SamplingConfig(temperature=0.0, n=4))
+        out = engine.generate(requests_for([CHAT], SamplingConfig(temperature=0.0, n=4)))
     assert [g.text for g in out[0]] == ["ok0"] * 4
     assert stub.requests[-1][1]["n"] == 1
 
@@ -188,7 +190,7 @@ def test_retries_429_with_backoff_then_succeeds() -> None:
         engine = ServerEngine(MODEL, {}, options(stub.url))
         engine.load()
         start = time.perf_counter()
-        out = engine.generate([CHAT], [], SamplingConfig(temperature=0.0))
+        out = engine.generate(requests_for([CHAT], SamplingConfig(temperature=0.0)))
         waited = time.perf_counter() - start
     assert out[0][0].text == "ok0"
     assert engine.last_call["attempts"] == 3
@@ -204,7 +206,7 @@ def test_a_dropped_connection_is_retried() -> None:
     with Stub(script) as stub:
         engine = ServerEngine(MODEL, {}, options(stub.url))
         engine.load()
-        out = engine.generate([CHAT], [], SamplingConfig())
+        out = engine.generate(requests_for([CHAT], SamplingConfig()))
     assert out[0][0].text == "ok0" and engine.last_call["attempts"] == 2
 
 
@@ -218,7 +220,7 @@ def test_5xx_until_retries_run_out_is_an_engine_error() -> None:
         engine = ServerEngine(MODEL, {}, options(stub.url, retries=2))
         engine.load()
         with pytest.raises(EngineError, match=r"stopped answering.*HTTP 503: overloaded.*after 3 attempts"):
-            engine.generate([CHAT], [], SamplingConfig())
+            engine.generate(requests_for([CHAT], SamplingConfig()))
     assert len(stub.requests) == 1 + 3
 
 
@@ -234,7 +236,7 @@ def test_a_rejected_prompt_is_an_empty_answer_not_a_failed_run() -> None:
         engine = ServerEngine(MODEL, {}, options(stub.url))
         engine.load()
         bad = Prompt("t/9", messages=({"role": "user", "content": "too long"},))
-        out = engine.generate([CHAT, bad], [], SamplingConfig(n=2, temperature=0.5))
+        out = engine.generate(requests_for([CHAT, bad], SamplingConfig(n=2, temperature=0.5)))
     assert out[0][0].text == "ok0"
     assert [(g.text, g.finish_reason) for g in out[1]] == [("", "error"), ("", "error")]
     assert "prompt is too long" in engine.last_call["rejected"]["t/9"]
@@ -252,7 +254,7 @@ def test_requests_run_concurrently_but_bounded() -> None:
     with Stub(script) as stub:
         engine = ServerEngine(MODEL, {}, options(stub.url, concurrency=4))
         engine.load()
-        out = engine.generate(prompts, [], SamplingConfig())
+        out = engine.generate(requests_for(prompts, SamplingConfig()))
     assert [g[0].item_id for g in out] == [p.item_id for p in prompts]
     assert stub.max_in_flight == 4
     assert engine.last_call["wall_s"] < 12 * 0.15  # not one at a time
@@ -315,7 +317,7 @@ def test_real_vllm_server(vllm_server: str) -> None:
     chat = [Prompt(f"c/{i}", messages=({"role": "user", "content": q},))
             for i, q in enumerate(["What is 2 + 3? Answer with the number.", "Name a color."])]
     base = Prompt("b/0", text="def add(a, b):\n    return", stop=("\ndef ",))
-    out = engine.generate([*chat, base], [], SamplingConfig(temperature=0.8, n=2, max_new_tokens=24))
+    out = engine.generate(requests_for([*chat, base], SamplingConfig(temperature=0.8, n=2, max_new_tokens=24)))
     assert [len(g) for g in out] == [2, 2, 2]
     assert all(g.text.strip() for row in out for g in row)
     assert "5" in out[0][0].text + out[0][1].text

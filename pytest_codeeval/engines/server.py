@@ -24,17 +24,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from .. import defaults
 from ..catalog import ModelSpec
 from ..errors import EngineError
-from ..items import Generation, Item, Prompt
-from .base import ModelEngine, SamplingConfig
+from ..items import Generation, Prompt
+from .base import ModelEngine, Request, SamplingConfig
 
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-DEFAULT_CONCURRENCY = 32
-DEFAULT_TIMEOUT_S = 600.0
-DEFAULT_RETRIES = 5
-DEFAULT_BACKOFF_S = 1.0
-MAX_BACKOFF_S = 30.0
+DEFAULT_CONCURRENCY = defaults.SERVER_CONCURRENCY
+DEFAULT_TIMEOUT_S = defaults.SERVER_TIMEOUT_S
+DEFAULT_RETRIES = defaults.SERVER_RETRIES
+DEFAULT_BACKOFF_S = defaults.SERVER_BACKOFF_S
+MAX_BACKOFF_S = defaults.SERVER_MAX_BACKOFF_S
 
 
 class ServerUnavailable(Exception):
@@ -78,7 +79,7 @@ class ServerEngine(ModelEngine):
         self.retries = int(options.get("retries", DEFAULT_RETRIES))
         self.backoff_s = float(options.get("backoff_s", DEFAULT_BACKOFF_S))
         # Off by default: a per-request seed with sampling kills a vLLM *CPU* server
-        # (ENVIRONMENT.md); a GPU server takes it, so users can turn it on.
+        # ("CPU Generator does not use offset"); a GPU server takes it, so users can turn it on.
         self.request_seed = bool(options.get("server_request_seed", False))
         self.api_key = options.get("api_key") or os.environ.get("CODEEVAL_API_KEY") or os.environ.get("OPENAI_API_KEY")
         self.served_models: list[str] = []
@@ -135,7 +136,7 @@ class ServerEngine(ModelEngine):
     def _load(self) -> None:
         """Check the server is there and serves the model (GET /v1/models)."""
         try:
-            _, payload = self._request("GET", "/models", None, timeout_s=min(self.timeout_s, 30.0))
+            _, payload = self._request("GET", "/models", None, timeout_s=min(self.timeout_s, defaults.SERVER_MODELS_TIMEOUT_S))
         except urllib.error.HTTPError as e:
             raise EngineError(
                 f"the server at {self.base_url} answered GET /models with HTTP {e.code}: "
@@ -161,33 +162,26 @@ class ServerEngine(ModelEngine):
             )
 
     # ------------------------------------------------------------- generate
-    def generate(
-        self, prompts: Sequence[Prompt], items: Sequence[Item], sampling: SamplingConfig
-    ) -> list[list[Generation]]:
-        n = max(1, int(sampling.n))
-        # vLLM rejects n > 1 with greedy decoding; greedy samples are identical anyway.
-        greedy = sampling.temperature <= 0
-        n_request = 1 if greedy else n
-
-        def one(prompt: Prompt) -> _Reply | str:
-            path, body = self._body(prompt, sampling, n_request)
+    def generate(self, requests: Sequence[Request]) -> list[list[Generation]]:
+        def one(req: Request) -> _Reply | str:
+            path, body = self._body(req.prompt, req.sampling)
             try:
                 payload, attempts = self._call_with_retries(path, body)
             except RequestRejected as e:  # this prompt only (e.g. too long): an empty answer, recorded
                 return str(e)
-            return _parse(payload, chat=prompt.messages is not None, attempts=attempts)
+            return _parse(payload, chat=req.prompt.messages is not None, attempts=attempts)
 
         start = time.perf_counter()
-        pool = ThreadPoolExecutor(max_workers=min(self.concurrency, max(1, len(prompts))),
+        pool = ThreadPoolExecutor(max_workers=min(self.concurrency, max(1, len(requests))),
                                   thread_name_prefix="codeeval-server")
         try:
-            replies = list(pool.map(one, prompts))
+            replies = list(pool.map(one, requests))
         except ServerUnavailable as e:
             # The server is gone for good: stop queued requests and fail the case with the reason.
             pool.shutdown(wait=False, cancel_futures=True)
             raise EngineError(
                 f"the server at {self.base_url} stopped answering for model {self.server_model!r}: {e}. "
-                "Check that it is still running (its log says why), or raise --timeout / lower --concurrency."
+                "Check that it is still running (its log says why)."
             ) from None
         pool.shutdown(wait=True)
         wall = time.perf_counter() - start
@@ -195,10 +189,13 @@ class ServerEngine(ModelEngine):
         results: list[list[Generation]] = []
         prompt_tokens = completion_tokens = attempts = 0
         rejected: dict[str, str] = {}
-        for prompt, reply in zip(prompts, replies):
+        for req, reply in zip(requests, replies):
+            n = max(1, int(req.sampling.n))
+            greedy = req.sampling.temperature <= 0
+            item_id = req.prompt.item_id
             if isinstance(reply, str):
-                rejected[prompt.item_id] = reply
-                results.append([Generation(prompt.item_id, j, "", 0, 0, "error") for j in range(n)])
+                rejected[item_id] = reply
+                results.append([Generation(item_id, j, "", 0, 0, "error") for j in range(n)])
                 continue
             prompt_tokens += reply.prompt_tokens
             completion_tokens += reply.completion_tokens
@@ -209,26 +206,27 @@ class ServerEngine(ModelEngine):
             # The API reports completion tokens per request; split them over its choices.
             per_choice = _split(reply.completion_tokens, len(reply.texts))
             per_choice = per_choice[:1] * n if greedy else per_choice
-            results.append([
-                Generation(prompt.item_id, j, texts[j], reply.prompt_tokens, per_choice[j], reasons[j])
-                for j in range(len(texts))
-            ])
             if len(texts) != n:
                 raise EngineError(
-                    f"the server returned {len(texts)} choices for {prompt.item_id} where {n} were asked for. "
-                    "Use a server that supports the OpenAI `n` parameter, or --samples 1."
+                    f"the server returned {len(texts)} choices for {item_id} where {n} were asked for. "
+                    "Use a server that supports the OpenAI `n` parameter, or --n-samples 1."
                 )
-        self.last_call = self.call_figures(wall, len(prompts), n, greedy, prompt_tokens, completion_tokens,
-                                           attempts=attempts, rejected=rejected, concurrency=self.concurrency)
+            results.append([Generation(item_id, j, texts[j], reply.prompt_tokens, per_choice[j], reasons[j])
+                            for j in range(n)])
+        n_max = max((r.sampling.n for r in requests), default=1)
+        self.last_call = self.call_figures(wall, len(requests), n_max, any(r.sampling.temperature <= 0 for r in requests),
+                                           prompt_tokens, completion_tokens, attempts=attempts, rejected=rejected,
+                                           concurrency=self.concurrency)
         return results
 
-    def _body(self, prompt: Prompt, sampling: SamplingConfig, n: int) -> tuple[str, dict[str, Any]]:
+    def _body(self, prompt: Prompt, sampling: SamplingConfig) -> tuple[str, dict[str, Any]]:
+        # vLLM rejects n > 1 with greedy decoding; greedy samples are identical anyway.
         body: dict[str, Any] = {
             "model": self.server_model,
             "max_tokens": int(sampling.max_new_tokens),
             "temperature": float(sampling.temperature),
             "top_p": float(sampling.top_p) if sampling.temperature > 0 else 1.0,
-            "n": n,
+            "n": 1 if sampling.temperature <= 0 else max(1, int(sampling.n)),
         }
         if prompt.stop:
             body["stop"] = list(prompt.stop)

@@ -5,12 +5,13 @@ the model-free engines never pay for (or need) it.
 
 Why the pieces look the way they do:
 
-* All prompts of a dataset go to vLLM in one ``llm.chat`` (chat prompts) or
-  ``llm.generate`` (raw text) call, with ``SamplingParams(n=k)`` for k samples:
-  vLLM's scheduler batches them; looping over prompts would be several times
-  slower (DESIGN.md, lm-evaluation-harness lesson).
+* Every request of a call goes to vLLM in one ``llm.chat`` (chat prompts) or
+  ``llm.generate`` (raw text) call, each with its own ``SamplingParams`` (its
+  dataset's token budget, ``n=k`` for k samples): vLLM's scheduler batches
+  them; looping over prompts or datasets is several times slower (measured
+  here: 30 prompts took 80.7 s as six per-dataset calls, 40.2 s as one).
 * On the vLLM CPU backend a per-request seed with temperature > 0 kills the
-  engine ("CPU Generator does not use offset", ENVIRONMENT.md), so the seed is
+  engine ("CPU Generator does not use offset", vLLM CPU 0.32), so the seed is
   engine-wide there (``LLM(seed=...)``) and per request only on GPU.
 * vLLM does not reliably give GPU memory back when a second model is built in
   the same process: ``close`` shuts the engine core down, waits for its
@@ -29,17 +30,22 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
+from .. import defaults
 from ..catalog import ModelSpec
 from ..errors import EngineError
-from ..items import Generation, Item, Prompt
+from ..items import Generation, Prompt
 from . import memory
-from .base import ModelEngine, SamplingConfig
+from .base import ModelEngine, Request, SamplingConfig
+
+def _greedy(sampling: SamplingConfig) -> bool:
+    return sampling.temperature <= 0
+
 
 # Memory still held on the device after a close, beyond what was used before
 # the first load, that we tolerate without a warning (CUDA context, NCCL buffers).
 GPU_SLACK_BYTES = 1 * memory.GIB
 # How long close() waits for the engine processes and the device memory.
-CLOSE_TIMEOUT_S = 30.0
+CLOSE_TIMEOUT_S = defaults.ENGINE_CLOSE_TIMEOUT_S
 
 # Device memory in use before this process loaded its first model: the level
 # every later load expects to find again once the previous model is closed.
@@ -147,7 +153,7 @@ class VLLMEngine(ModelEngine):
                 else:
                     os.environ[key] = value
         self._engine_pids = memory.engine_pids(before)
-        self.stats.peak_memory_bytes = max(self.stats.peak_memory_bytes, sampler.peak)
+        self.stats.peak_memory_bytes = max(self.stats.peak_memory_bytes or 0, sampler.peak)
         self.stats.extra["load_peak_memory_bytes"] = sampler.peak
 
         if self.model.chat and not getattr(self._llm.get_tokenizer(), "chat_template", None):
@@ -162,7 +168,11 @@ class VLLMEngine(ModelEngine):
         if source == "smollm2_package":
             from . import smollm2
 
-            return str(smollm2.prepare(self.options.get("cache_dir")))
+            start = time.perf_counter()
+            path = smollm2.prepare(self.options.get("cache_dir"))
+            # converted once (about 30 s), then found in the cache: not load time
+            self.stats.prepare_seconds = time.perf_counter() - start
+            return str(path)
         if source == "path":
             path = Path(self.model.path).expanduser()
             if not self.model.path or not (path / "config.json").is_file():
@@ -236,28 +246,25 @@ class VLLMEngine(ModelEngine):
             )
 
     # ------------------------------------------------------------- generate
-    def generate(
-        self, prompts: Sequence[Prompt], items: Sequence[Item], sampling: SamplingConfig
-    ) -> list[list[Generation]]:
+    def generate(self, requests: Sequence[Request]) -> list[list[Generation]]:
         if self._llm is None:
             raise EngineError(f"engine for {self.model.name!r} is not loaded; call load() first.")
         from vllm import SamplingParams
 
-        n = max(1, int(sampling.n))
-        # vLLM refuses n > 1 with greedy decoding ("n must be 1 when using greedy
-        # sampling"); greedy samples are identical, so one is generated and copied.
-        greedy = sampling.temperature <= 0
-        n_request = 1 if greedy else n
-        results: list[list[Generation]] = [[] for _ in prompts]
+        results: list[list[Generation]] = [[] for _ in requests]
+        prompts = [r.prompt for r in requests]
         too_long = self._too_long(prompts)
         chat_idx = [i for i, p in enumerate(prompts) if p.messages is not None and i not in too_long]
         text_idx = [i for i, p in enumerate(prompts) if p.messages is None and i not in too_long]
+        made: dict[tuple[SamplingConfig, tuple[str, ...]], Any] = {}
 
         def params_for(indices: list[int]) -> Any:
-            stops = [tuple(prompts[i].stop) for i in indices]
-            made = {s: self._sampling_params(SamplingParams, sampling, n_request, s) for s in set(stops)}
-            # One object when every prompt shares its stops (the usual case), else one per prompt.
-            return made[stops[0]] if len(made) == 1 else [made[s] for s in stops]
+            keys = [(requests[i].sampling, tuple(prompts[i].stop)) for i in indices]
+            for key in keys:
+                if key not in made:
+                    made[key] = self._sampling_params(SamplingParams, *key)
+            # One object when every request shares it (the usual case), else one per request.
+            return made[keys[0]] if len(set(keys)) == 1 else [made[k] for k in keys]
 
         # GPU: device memory over what was used before this model loaded, as at load.
         sampler = memory.PeakSampler(self.stats.memory_kind or "cpu_rss", self._nvml,
@@ -276,39 +283,34 @@ class VLLMEngine(ModelEngine):
         wall = time.perf_counter() - start
 
         prompt_tokens = completion_tokens = 0
-        for i, prompt in enumerate(prompts):
+        for i, req in enumerate(requests):
+            n = max(1, int(req.sampling.n))
             if i in too_long:
-                results[i] = [
-                    Generation(prompt.item_id, j, "", too_long[i], 0, "prompt_too_long") for j in range(n)
-                ]
+                results[i] = [Generation(req.prompt.item_id, j, "", too_long[i], 0, "prompt_too_long") for j in range(n)]
                 continue
             out = outputs[i]
             p_tokens = len(out.prompt_token_ids or ())
             prompt_tokens += p_tokens
             ordered = sorted(out.outputs, key=lambda c: c.index)
-            if greedy:
+            if _greedy(req.sampling):
                 ordered = ordered[:1] * n
             for j, c in enumerate(ordered):
-                results[i].append(
-                    Generation(prompt.item_id, j, c.text, p_tokens, len(c.token_ids), c.finish_reason)
-                )
+                results[i].append(Generation(req.prompt.item_id, j, c.text, p_tokens, len(c.token_ids), c.finish_reason))
             # Tokens the engine actually generated (a copied greedy sample costs nothing).
             completion_tokens += sum(len(c.token_ids) for c in out.outputs)
-        self.stats.peak_memory_bytes = max(self.stats.peak_memory_bytes, sampler.peak)
-        self.last_call = self.call_figures(wall, len(prompts), n, greedy, prompt_tokens, completion_tokens,
-                                           peak_memory_bytes=sampler.peak, prompts_too_long=len(too_long),
+        self.stats.peak_memory_bytes = max(self.stats.peak_memory_bytes or 0, sampler.peak)
+        n_max = max((r.sampling.n for r in requests), default=1)
+        self.last_call = self.call_figures(wall, len(requests), n_max, any(_greedy(r.sampling) for r in requests),
+                                           prompt_tokens, completion_tokens, peak_memory_bytes=sampler.peak,
+                                           prompts_too_long=len(too_long),
                                            seed_scope="request" if self._on_gpu else "engine")
-        totals = self.stats.extra.setdefault("generate_totals", {"calls": 0, "wall_s": 0.0,
-                                                                 "prompt_tokens": 0, "completion_tokens": 0})
-        totals["calls"] += 1
-        totals["wall_s"] += wall
-        totals["prompt_tokens"] += prompt_tokens
-        totals["completion_tokens"] += completion_tokens
         return results
 
-    def _sampling_params(self, cls: Any, sampling: SamplingConfig, n: int, stop: tuple[str, ...]) -> Any:
+    def _sampling_params(self, cls: Any, sampling: SamplingConfig, stop: tuple[str, ...]) -> Any:
+        # vLLM refuses n > 1 with greedy decoding ("n must be 1 when using greedy
+        # sampling"); greedy samples are identical, so one is generated and copied.
         kwargs: dict[str, Any] = {
-            "n": n,
+            "n": 1 if _greedy(sampling) else max(1, int(sampling.n)),
             "temperature": float(sampling.temperature),
             "top_p": float(sampling.top_p) if sampling.temperature > 0 else 1.0,
             "max_tokens": int(sampling.max_new_tokens),

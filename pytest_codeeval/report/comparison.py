@@ -13,16 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from .. import stats
-from ..scoring.passk import pass_at_k
+from ..results import case_fields
 
 SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).parent / "schema" / "comparison.schema.json"
 # Fields of a case result that go into the comparison (samples go to their own logs).
-CASE_FIELDS = (
-    "case_id", "model", "preset", "dataset", "task_type", "categories", "status", "n_items", "n_samples",
-    "primary_metric", "score", "metrics", "performance", "scorer", "prompt_template_hash", "sampling",
-    "engine", "error", "wall_s", "sample_log", "ci", "verdicts", "gating",
-)
+CASE_FIELDS = case_fields()
 
 
 def iso(ts: float) -> str:
@@ -89,11 +85,10 @@ def build_comparison(
     manifest: dict[str, Any],
 ) -> dict[str, Any]:
     multi = len(presets) > 1
-    per_item = {r["case_id"]: item_scores(r) for r in results if r.get("samples")}
+    per_item = {r["case_id"]: r.get("item_scores") or {} for r in results if r.get("status") != "error"}
     for r in results:
-        if r["case_id"] in per_item and per_item[r["case_id"]]:
+        if per_item.get(r["case_id"]):
             r["ci"] = stats.score_interval(list(per_item[r["case_id"]].values())).to_dict()
-            r["verdicts"] = verdict_counts(r["samples"])
     cases = [{k: r.get(k) for k in CASE_FIELDS if k in r} for r in results]
     ranking = rankings(cases, multi, per_item)
     paired = paired_comparison(cases, ranking, per_item, multi)
@@ -117,7 +112,7 @@ def build_comparison(
         "strengths": by_type,
         "recommendation": recommendation(cases, ranking, paired, by_type, multi),
         "presets_compared": compare_presets(cases) if multi else {},
-        "gating": {"baseline": options.get("baseline"), "checked": any("gating" in c for c in cases),
+        "gating": {"baseline": options.get("baseline"), "checked": any(c.get("gating") is not None for c in cases),
                    "regressions": gating_regressions},
     }
 
@@ -145,35 +140,6 @@ def compare_presets(cases: list[dict[str, Any]]) -> dict[str, dict[str, dict[str
             row["tokens_per_s"] = round(row["tokens"] / gen_s, 2) if gen_s > 0 else None
             row["mean_score"] = sum(scores) / len(scores) if scores else None
     return out
-
-
-# -- per-item scores ----------------------------------------------------------
-
-
-def item_scores(result: dict[str, Any]) -> dict[str, float]:
-    """Each item's contribution to the primary metric (its mean is the score
-    for every scorer whose primary metric is a per-item mean)."""
-    metric = result.get("primary_metric") or "accuracy"
-    by_item: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in result.get("samples") or []:
-        by_item[str(row["task_id"])].append(row)
-    out: dict[str, float] = {}
-    for item_id, rows in by_item.items():
-        if all(metric in (r.get("scores") or {}) for r in rows):
-            out[item_id] = sum(float(r["scores"][metric]) for r in rows) / len(rows)
-        elif metric.startswith("pass@") and metric[5:].isdigit():
-            k = int(metric[5:])
-            out[item_id] = pass_at_k(len(rows), sum(bool(r["passed"]) for r in rows), k)
-        else:
-            out[item_id] = sum(bool(r["passed"]) for r in rows) / len(rows)
-    return out
-
-
-def verdict_counts(samples: list[dict[str, Any]]) -> dict[str, int]:
-    counts: dict[str, int] = defaultdict(int)
-    for row in samples:
-        counts[str(row.get("verdict"))] += 1
-    return dict(sorted(counts.items()))
 
 
 # -- paired comparison, strengths, recommendation ------------------------------

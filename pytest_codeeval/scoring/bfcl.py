@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ..items import Item, Verdict
+from .. import metrics as m
 from .base import ScoreContext, Scorer
 
 # BFCL's PYTHON_TYPE_MAPPING: schema type name -> the Python type a value must have.
@@ -523,6 +524,9 @@ class BfclAstScorer(Scorer):
     name = "bfcl_ast"
     version = "1"
     primary_metric = "accuracy"
+    # accuracy and format_ok over all samples, plus accuracy per BFCL
+    # category when a dataset mixes several (the shipped sample does).
+    metrics = (m.accuracy(), m.mean("format_ok"), m.accuracy_by("category", "simple"))
 
     def score(self, items: Sequence[Item], answers: Sequence[Sequence[str]], ctx: ScoreContext) -> list[list[Verdict]]:
         strict = bool(ctx.options.get("bfcl_strict_format", False))
@@ -556,16 +560,3 @@ class BfclAstScorer(Scorer):
             scores={"format_ok": 1.0},
             extracted=render_calls(calls),
         )
-
-    def aggregate(self, items: Sequence[Item], verdicts: Sequence[Sequence[Verdict]], ctx: ScoreContext) -> dict[str, float]:
-        """accuracy and format_ok over all samples, plus accuracy per BFCL
-        category when a dataset mixes several (the shipped sample does)."""
-        metrics = super().aggregate(items, verdicts, ctx)
-        by_category: dict[str, list[bool]] = {}
-        for item, row in zip(items, verdicts):
-            by_category.setdefault(item.data.get("category", "simple"), []).extend(v.passed for v in row)
-        if len(by_category) > 1:
-            for category, passed in sorted(by_category.items()):
-                if passed:
-                    metrics[f"accuracy_{category}"] = sum(passed) / len(passed)
-        return metrics

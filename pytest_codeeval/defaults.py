@@ -1,0 +1,61 @@
+"""Every default of the suite in one place (as evalplus keeps its config.py).
+
+Modules import these names instead of restating a number: a default defined
+twice drifts (the server's timeout once differed between the session and the
+engine).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# -- where things live --------------------------------------------------------
+
+CACHE_ENV = "CODEEVAL_CACHE_DIR"
+DATA_DIR_ENV = "CODEEVAL_DATA_DIR"
+STORE_FILENAME = "codeeval.sqlite"
+REPORT_DIR_NAME = "reports"
+
+
+def cache_dir(override: str | os.PathLike[str] | None = None) -> Path:
+    """The suite's cache: the argument, else $CODEEVAL_CACHE_DIR, else
+    $XDG_CACHE_HOME/pytest-codeeval, else ~/.cache/pytest-codeeval."""
+    if override:
+        return Path(override).expanduser()
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "pytest-codeeval"
+
+
+# -- the plan -----------------------------------------------------------------
+
+DEFAULT_CATEGORY = "cpu_smoke"
+DEFAULT_PRESET = "balanced"
+
+# -- generation ---------------------------------------------------------------
+
+SEED = 1234
+MAX_NEW_TOKENS = 512  # a dataset without its own budget
+
+# -- the OpenAI-compatible server engine ----------------------------------------
+
+SERVER_CONCURRENCY = 32  # requests in flight per model
+SERVER_TIMEOUT_S = 600.0  # one request, generation included
+SERVER_RETRIES = 5
+SERVER_BACKOFF_S = 1.0
+SERVER_MAX_BACKOFF_S = 30.0
+SERVER_MODELS_TIMEOUT_S = 30.0  # the GET /models check at load
+
+# -- engine processes -----------------------------------------------------------
+
+ENGINE_CLOSE_TIMEOUT_S = 30.0  # waiting for an engine's processes and its GPU memory
+
+# -- the sandbox ----------------------------------------------------------------
+
+SANDBOX_CALL_FLOOR_S = 1.0
+SANDBOX_LOAD_FLOOR_S = 3.0
+SANDBOX_TOTAL_FLOOR_S = 6.0
+SANDBOX_TIME_FACTOR = 4.0  # a calibrated limit: max(floor, factor x the reference's runtime)
