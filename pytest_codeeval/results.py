@@ -97,6 +97,11 @@ class CaseResult:
     item_scores: dict[str, float] = field(default_factory=dict)
     verdicts: dict[str, int] = field(default_factory=dict)  # verdict kind -> samples
     not_judged: int = 0  # samples kept out of n (NOT_JUDGED kinds)
+    # The cost of a token budget: the share of samples the engine cut off at
+    # the token limit (finish_reason "length"), and the share whose <think>
+    # block never closed (no answer).  None when there are no samples.
+    cut_off: float | None = None
+    unclosed_thinking: float | None = None
     scorer: dict[str, Any] = field(default_factory=dict)  # name, version, primary_metric
     prompt_template_hash: str = ""
     sampling: dict[str, Any] = field(default_factory=dict)

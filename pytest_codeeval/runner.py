@@ -55,6 +55,8 @@ def run_case(inputs: CaseInputs, engine: CachingEngine, scorer: StoredScorer) ->
     metrics = judge.aggregate(items, verdicts, ctx)
     scoring_s = time.perf_counter() - t0
     flat = [v for row in verdicts for v in row]
+    gens = [g for row in generations for g in row]
+    splits = [s for row in reasoning_splits(generations) for s in row]
     counts: dict[str, int] = {}
     for v in flat:
         counts[v.verdict] = counts.get(v.verdict, 0) + 1
@@ -74,6 +76,8 @@ def run_case(inputs: CaseInputs, engine: CachingEngine, scorer: StoredScorer) ->
         item_scores=judge.item_scores(items, verdicts, ctx),
         verdicts=dict(sorted(counts.items())),
         not_judged=sum(v.verdict in NOT_JUDGED for v in flat),
+        cut_off=sum(g.finish_reason == "length" for g in gens) / len(gens) if gens else None,
+        unclosed_thinking=sum(not s.complete for s in splits) / len(splits) if splits else None,
         scorer=judge.describe(),
         prompt_template_hash=template_hash(inputs.dataset.task_type),
         sampling=inputs.requests[0].sampling.to_dict() if inputs.requests else {},
