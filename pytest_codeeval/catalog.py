@@ -31,11 +31,13 @@ class ModelSpec:
     dtype: str
     max_model_len: int
     tensor_parallel_size: int = 1
+    data_parallel_size: int = 1  # replicas on disjoint GPUs (--data-parallel overrides)
     reasoning: bool = False
     revision: str = ""
     source: str = "hf"  # "hf" | "smollm2_package" | "path"
     path: str = ""  # a local weights folder, for source = "path"
     system_prompt: str = ""
+    base_urls: tuple[str, ...] = ()  # OpenAI-compatible servers of this model (--engine server; replicas)
     engine: dict[str, Any] = field(default_factory=dict)  # preset overrides
 
     @property
@@ -82,6 +84,7 @@ class PresetSpec:
     swap_space_gib: float
     cpu_kvcache_space_gib: float
     cpu_enforce_eager: bool
+    hf_batch_size: int = 16  # the transformers engine (--engine hf): prompts per generate() call
 
     def settings(self) -> dict[str, Any]:
         """The engine settings only (no name/description)."""

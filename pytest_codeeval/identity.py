@@ -27,18 +27,18 @@ def file_sha(path: Path) -> str:
 def generation_identity(options: RunOptions, catalog: Catalog, case: Case) -> dict[str, Any]:
     """The engine kind, the model with its revision and weights source, the
     output-changing engine settings, and for replay the completions file."""
-    ident: dict[str, Any] = {"engine": options.engine, "model": case.model}
+    # The preset is part of every key although most of its settings do not
+    # change outputs: presets are compared on speed and devices, which needs
+    # each model x preset to generate for itself.
+    ident: dict[str, Any] = {"engine": options.engine, "model": case.model, "preset": case.preset}
     if options.engine == "replay":
         assert options.completions is not None
         ident["completions_sha256"] = file_sha(options.completions)
     elif options.engine != "reference":
         model = catalog.model(case.model)
         settings = catalog.engine_settings(model, catalog.preset(case.preset))
-        # The preset is part of the key although most of its settings do not
-        # change outputs: presets are compared on throughput, which needs
-        # each preset to generate for itself.
         ident.update(hf_id=model.hf_id, revision=model.revision, dtype=model.dtype, source=model.source,
-                     path=model.path, preset=case.preset,
+                     path=model.path,
                      settings={k: settings[k] for k in OUTPUT_SETTINGS if k in settings})
         if options.engine == "server":
             ident["server_model"] = options.server_model or model.hf_id

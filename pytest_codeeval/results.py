@@ -62,6 +62,14 @@ class Performance:
     peak_memory_bytes: int | None = None
     memory_kind: str | None = None  # "gpu" (NVML) or "cpu_rss" (the engine's processes)
     device: str | None = None
+    devices: list[int | str] | None = None  # the GPUs its engine ran on (placement.py); None without
+    host: str | None = None  # the machine its samples were generated on
+    # When the engine calls that made its samples ran in this run: [start, end] (epoch seconds),
+    # what the controller compares to find engines that generated at the same time on the same devices.
+    windows: list[list[float]] | None = None
+    # Other engines (model@preset) that generated on the same host and devices while this case's
+    # calls ran (filled by the controller): its speed and memory figures are not comparable.
+    overlapped_with: list[str] | None = None
     generated: int = 0  # samples generated in this run
     generations_reused: int = 0  # samples taken from the store
     verdicts_reused: int = 0

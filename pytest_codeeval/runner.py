@@ -19,6 +19,7 @@ from .catalog import DatasetSpec, ModelSpec
 from .engines.base import Request
 from .engines.cached import CachingEngine
 from .items import Generation, Item, Verdict
+from .placement import device_ids
 from .prompts import template_hash
 from .results import NOT_JUDGED, CaseResult, Performance, SampleRow
 from .scoring.base import ScoreContext, reasoning_splits
@@ -102,6 +103,8 @@ def case_performance(generations: Sequence[Sequence[Generation]], engine: Cachin
     devices = {c.conditions.get("device") for c in calls.values()} - {None}
     kinds = {c.conditions.get("memory_kind") for c in calls.values()} - {None}
     generated = sum(g.call_id in engine.calls_made for g in gens)
+    here = [c for cid, c in calls.items() if cid in engine.calls_made]
+    hosts = {c.conditions.get("host") for c in calls.values()} - {None}
     return Performance(
         prompt_tokens=sum(row[0].prompt_tokens for row in generations if row),
         completion_tokens=sum(g.completion_tokens for g in gens),
@@ -114,6 +117,10 @@ def case_performance(generations: Sequence[Sequence[Generation]], engine: Cachin
         peak_memory_bytes=max(peaks) if peaks else None,
         memory_kind=next(iter(kinds)) if len(kinds) == 1 else None,
         device=", ".join(sorted(devices)) if devices else None,
+        devices=device_ids(sorted({d for c in calls.values() for d in c.conditions.get("devices") or ()},
+                                  key=lambda d: (len(d), d))) or None,
+        host=next(iter(hosts)) if len(hosts) == 1 else None,
+        windows=[[round(c.started_at, 3), round(c.started_at + c.wall_s, 3)] for c in here] or None,
         generated=generated,
         generations_reused=len(gens) - generated,
         verdicts_reused=scored.get("verdicts_reused", 0),

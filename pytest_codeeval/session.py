@@ -24,10 +24,12 @@ from .datasets import LoadContext, load_dataset
 from .engines import engine_class
 from .engines.base import Engine, Request, SamplingConfig
 from .engines.cached import CachingEngine
+from .engines.parallel import DataParallelEngine
 from .errors import CodeevalError, DatasetUnavailable
 from .identity import generation_identity
 from .items import Item
 from .options import RunOptions, parse_options
+from .placement import Placement, parse_gpus
 from .plan import Case, build_cases, marker_lines, split_engine_key
 from .prompts import build_prompt
 from .results import CaseResult
@@ -65,6 +67,7 @@ class CodeevalSession:
     selected: list[Case] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)  # dataset -> why (dry runs only)
     load_ctx: LoadContext = field(default_factory=LoadContext)
+    placement: Placement = field(default_factory=lambda: Placement(()))
     durable: Durable | None = None
     results: dict[str, CaseResult] = field(default_factory=dict)  # controller: case id -> result
     report_paths: dict[str, Path] = field(default_factory=dict)
@@ -79,6 +82,7 @@ class CodeevalSession:
         state._register_dataset_files()
         state._validate_names()
         state.load_ctx = LoadContext.from_env(options.data_dir)
+        state.placement = _placement(config, options)
         return state
 
     # -- configuration -------------------------------------------------
@@ -126,6 +130,14 @@ class CodeevalSession:
         input is a usage error before any model loads.  A dry run
         (--collect-only) reports unavailable datasets instead of failing."""
         self.selected = cases
+        for key in dict.fromkeys(c.engine_key for c in cases):
+            model = split_engine_key(key)[0]
+            self.placement.check(model, *self.parallelism(model))
+            if self.options.engine == "server" and not self.options.base_url and not self.model_spec(model).base_urls:
+                raise CodeevalError(
+                    f"--engine server needs the address of an OpenAI-compatible server for model {model!r}: give "
+                    "--base-url=http://127.0.0.1:8000/v1 (several, comma-separated, for replicas) or base_urls "
+                    f"in [tool.codeeval.models.{model}].")
         for dataset in dict.fromkeys(c.dataset for c in cases):
             get_scorer(self.catalog.dataset(dataset).scorer)  # a scorer that cannot be built is a usage error now
             try:
@@ -173,20 +185,29 @@ class CodeevalSession:
         )
 
     # -- engines and scorers ------------------------------------------
+    def parallelism(self, model_name: str) -> tuple[int, int]:
+        """(tensor parallel, data parallel) of a model: its catalog entry, --data-parallel."""
+        spec = self.model_spec(model_name)
+        return int(spec.tensor_parallel_size), int(self.options.data_parallel or spec.data_parallel_size)
+
     def open_engine(self, engine_key: str) -> Engine:
-        """Build and load the engine of a model x preset."""
+        """Build and load the engine of a model x preset on its devices (N replicas with data parallel)."""
         model_name, preset_name = split_engine_key(engine_key)
-        kind = self.options.engine
-        if kind == "reference":
-            engine: Engine = engine_class("reference")(model_name="reference", chat=True)
-        elif kind == "replay":
-            engine = engine_class("replay")(model_name="replay", completions=self.completions())
-        else:
-            model = self.catalog.model(model_name)
-            settings = self.catalog.engine_settings(model, self.catalog.preset(preset_name))
-            engine = engine_class(kind)(model, settings, self.engine_options())
+        replicas = [self._build_engine(model_name, preset_name, devices)
+                    for devices in self.placement.for_engine(*self.parallelism(model_name))]
+        engine = replicas[0] if len(replicas) == 1 else DataParallelEngine(replicas)
         engine.load()
         return engine
+
+    def _build_engine(self, model_name: str, preset_name: str, devices: list[str]) -> Engine:
+        kind = self.options.engine
+        if kind == "reference":
+            return engine_class("reference")(model_name="reference", chat=True, devices=devices)
+        if kind == "replay":
+            return engine_class("replay")(model_name="replay", completions=self.completions(), devices=devices)
+        model = self.catalog.model(model_name)
+        settings = self.catalog.engine_settings(model, self.catalog.preset(preset_name))
+        return engine_class(kind)(model, settings, {**self.engine_options(), "devices": devices})
 
     def engine_options(self) -> dict[str, Any]:
         o = self.options
@@ -237,6 +258,20 @@ class CodeevalSession:
         ordered = [self.results[c.id] for c in self.selected if c.id in self.results]
         seen = {r.case_id for r in ordered}
         return ordered + [r for cid, r in self.results.items() if cid not in seen]
+
+
+def _placement(config: pytest.Config, options: RunOptions) -> Placement:
+    """This process's devices: an xdist worker's slice of --gpus, or all of them."""
+    gpus = parse_gpus(options.gpus)
+    worker = getattr(config, "workerinput", None)
+    if worker is not None:
+        index, count = int(str(worker["workerid"]).lstrip("gw") or 0), int(worker["workercount"])
+    else:
+        index, count = 0, 1
+    placement = Placement.for_worker(gpus, index, count)
+    if worker is not None or not getattr(config.option, "numprocesses", None):
+        placement.apply()  # the controller of an xdist run runs no engine
+    return placement
 
 
 def ensure_writable(path: Path) -> None:

@@ -219,7 +219,7 @@ def test_5xx_until_retries_run_out_is_an_engine_error() -> None:
     with Stub(script) as stub:
         engine = ServerEngine(MODEL, {}, options(stub.url, retries=2))
         engine.load()
-        with pytest.raises(EngineError, match=r"stopped answering.*HTTP 503: overloaded.*after 3 attempts"):
+        with pytest.raises(EngineError, match=r"no server replica answers.*HTTP 503: overloaded.*after 3 attempts"):
             engine.generate(requests_for([CHAT], SamplingConfig()))
     assert len(stub.requests) == 1 + 3
 
@@ -323,3 +323,37 @@ def test_real_vllm_server(vllm_server: str) -> None:
     assert "5" in out[0][0].text + out[0][1].text
     assert all(g.finish_reason in ("stop", "length") for row in out for g in row)
     assert engine.last_call["completion_tokens"] > 0 and engine.last_call["prompt_tokens"] > 0
+
+
+def test_replicas_share_the_load_and_a_failing_one_hands_its_requests_over() -> None:
+    """Three replicas: one is down from the start, one dies after a few requests; the third takes
+    over; every prompt is answered and the engine says which replicas served."""
+    def dies_after_three(path: str, body: dict[str, Any], seen: int) -> tuple[int, Any, dict[str, str]]:
+        if path.endswith("/models"):
+            return 200, MODELS, {}
+        time.sleep(0.05)
+        return (200, completion(body, "b"), {}) if seen <= 4 else (503, {"error": {"message": "gone"}}, {})
+
+    def slow_ok(path: str, body: dict[str, Any], seen: int) -> tuple[int, Any, dict[str, str]]:
+        time.sleep(0.05)
+        return ok_script(path, body, seen)
+
+    down = f"http://127.0.0.1:{free_port()}"
+    with Stub(dies_after_three) as b, Stub(slow_ok) as a:
+        engine = ServerEngine(MODEL, {}, options(f"{a.url},{b.url},{down}", retries=1, concurrency=4))
+        engine.load()  # the down replica is taken out with its reason, the others serve
+        prompts = [Prompt(f"t/{i}", messages=({"role": "user", "content": str(i)},)) for i in range(16)]
+        out = engine.generate(requests_for(prompts, SamplingConfig()))
+    assert all(row[0].text for row in out)
+    replicas = engine.describe()["replicas"]
+    assert "cannot reach" in replicas[f"{down}/v1"]["failed"]
+    assert "HTTP 503" in replicas[f"{b.url}/v1"]["failed"] and replicas[f"{b.url}/v1"]["served"] == 3
+    assert replicas[f"{a.url}/v1"]["served"] == 13
+    assert max(a.max_in_flight, b.max_in_flight) <= 4
+
+
+def test_without_a_live_replica_the_load_fails_with_every_reason() -> None:
+    urls = [f"http://127.0.0.1:{free_port()}" for _ in range(2)]
+    engine = ServerEngine(MODEL, {}, options(",".join(urls)))
+    with pytest.raises(EngineError, match=r"no replica serves the model: cannot reach .* \| cannot reach"):
+        engine.load()

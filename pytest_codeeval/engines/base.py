@@ -47,6 +47,7 @@ class EngineStats:
     peak_memory_bytes: int | None = None
     memory_kind: str | None = None  # "gpu" (NVML) or "cpu_rss" (engine processes); None: not measured
     device: str | None = None
+    devices: list[str] = field(default_factory=list)  # the GPUs it runs on, as CUDA_VISIBLE_DEVICES names them
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -63,9 +64,9 @@ class Engine(ABC):
     # (reference, replay) count words over microseconds, which is no speed.
     measures_speed: bool = True
 
-    def __init__(self, model_name: str) -> None:
+    def __init__(self, model_name: str, devices: Sequence[str] = ()) -> None:
         self.model_name = model_name
-        self.stats = EngineStats()
+        self.stats = EngineStats(devices=list(devices))
         self._loaded = False
         self.last_call: dict[str, Any] = {}  # figures of the latest generate() call
 
@@ -74,14 +75,18 @@ class Engine(ABC):
         return self._loaded
 
     def load(self) -> None:
-        """Load the model (timed into ``stats.load_seconds``; preparation apart)."""
+        """Load the model and warm it up (timed into ``stats.load_seconds``; preparation apart)."""
         start = time.perf_counter()
         self._load()
+        self._warm_up()
         self.stats.load_seconds = time.perf_counter() - start - (self.stats.prepare_seconds or 0.0)
         self._loaded = True
 
     def _load(self) -> None:  # engines without a model have nothing to load
         pass
+
+    def _warm_up(self) -> None:
+        """A short untimed call after loading (engines that compile or capture graphs lazily)."""
 
     @abstractmethod
     def generate(self, requests: Sequence[Request]) -> list[list[Generation]]:
@@ -101,10 +106,26 @@ class ModelEngine(Engine):
     settings (with the model's overrides) and the run's engine options."""
 
     def __init__(self, model: ModelSpec, settings: dict[str, Any], options: dict[str, Any]) -> None:
-        super().__init__(model.name)
+        super().__init__(model.name, options.get("devices") or ())
         self.model = model
         self.settings = dict(settings)
         self.options = dict(options)
+
+    # Compiled kernels and CUDA graphs are built on the first calls: one short
+    # call at load time puts that cost into load time, where it belongs,
+    # instead of into the first case's tokens/s.
+    warm_up_on_load = True
+
+    def _warm_up(self) -> None:
+        if not self.warm_up_on_load:
+            return
+        prompt = (Prompt("warm-up", messages=({"role": "user", "content": "Say hi."},)) if self.model.chat
+                  else Prompt("warm-up", text="def hello():"))
+        item = Item(id="warm-up", task_type="code", prompt="", reference="")
+        start = time.perf_counter()
+        self.generate([Request(prompt, item, SamplingConfig(max_new_tokens=8))])
+        self.stats.extra["warm_up_s"] = round(time.perf_counter() - start, 3)
+        self.last_call = {}
 
     @staticmethod
     def call_figures(wall: float, requests: int, n: int, greedy: bool, prompt_tokens: int,

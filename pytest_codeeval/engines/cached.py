@@ -12,6 +12,7 @@ time.
 
 from __future__ import annotations
 
+import socket
 import time
 import uuid
 from typing import Any, Callable, Sequence
@@ -19,6 +20,9 @@ from typing import Any, Callable, Sequence
 from ..items import Generation
 from ..store import CallRecord, ResultStore, StoredGeneration, generation_key, prompt_hash
 from .base import Engine, Request, SamplingConfig
+
+
+HOST = socket.gethostname()  # where a call ran: speed figures compare only within one machine's conditions
 
 
 class CachingEngine(Engine):
@@ -136,7 +140,8 @@ class CachingEngine(Engine):
         completion = sum(g.completion_tokens for r in rows for g in r)
         prompt = sum(r[0].prompt_tokens for r in rows if r)
         figures = dict(inner.last_call)
-        conditions = {"device": inner.stats.device, "memory_kind": inner.stats.memory_kind,
+        conditions = {"host": HOST, "device": inner.stats.device, "devices": list(inner.stats.devices),
+                      "memory_kind": inner.stats.memory_kind,
                       "peak_memory_bytes": figures.get("peak_memory_bytes"),
                       "engine_completion_tokens": figures.get("completion_tokens")}
         # Copied greedy samples cost nothing: speed counts what the engine made.

@@ -24,8 +24,9 @@ class ReferenceEngine(Engine):
     kind = "reference"
     measures_speed = False
 
-    def __init__(self, model_name: str = "reference", chat: bool = True, **_: Any) -> None:
-        super().__init__(model_name)
+    def __init__(self, model_name: str = "reference", chat: bool = True, devices: Sequence[str] = (),
+                 **_: Any) -> None:
+        super().__init__(model_name, devices)
         self.chat = chat
 
     def generate(self, requests: Sequence[Request]) -> list[list[Generation]]:

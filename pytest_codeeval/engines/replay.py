@@ -42,8 +42,9 @@ class ReplayEngine(Engine):
     kind = "replay"
     measures_speed = False
 
-    def __init__(self, model_name: str = "replay", completions: dict[str, list[str]] | None = None, **_: Any) -> None:
-        super().__init__(model_name)
+    def __init__(self, model_name: str = "replay", completions: dict[str, list[str]] | None = None,
+                 devices: Sequence[str] = (), **_: Any) -> None:
+        super().__init__(model_name, devices)
         self.completions = completions or {}
 
     def generate(self, requests: Sequence[Request]) -> list[list[Generation]]:

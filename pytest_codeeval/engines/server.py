@@ -29,6 +29,7 @@ from ..catalog import ModelSpec
 from ..errors import EngineError
 from ..items import Generation, Prompt
 from .base import ModelEngine, Request, SamplingConfig
+from .replicas import Replicas
 
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 DEFAULT_CONCURRENCY = defaults.SERVER_CONCURRENCY
@@ -55,6 +56,12 @@ class _Reply:
     attempts: int
 
 
+def server_urls(option: str | None, model: ModelSpec) -> list[str]:
+    """The replicas of a model: --base-url (comma-separated), else the catalog's base_urls."""
+    raw = [u for u in (option or "").split(",") if u.strip()] or list(model.base_urls)
+    return list(dict.fromkeys(normalize_base_url(u) for u in raw))
+
+
 def normalize_base_url(url: str) -> str:
     """``http://host:8000``, ``http://host:8000/`` and ``http://host:8000/v1`` all mean the /v1 API root."""
     url = url.strip().rstrip("/")
@@ -63,15 +70,19 @@ def normalize_base_url(url: str) -> str:
 
 class ServerEngine(ModelEngine):
     kind = "server"
+    warm_up_on_load = False  # the server warmed itself up when it started
 
     def __init__(self, model: ModelSpec, settings: dict[str, Any], options: dict[str, Any]) -> None:
         super().__init__(model, settings, options)
-        if not options.get("base_url"):
+        urls = server_urls(options.get("base_url"), model)
+        if not urls:
             raise EngineError(
                 f"the server engine needs the server's address for model {model.name!r}. "
-                "Give --base-url http://HOST:PORT (and --server-model NAME if it serves the model under another name)."
+                "Give --base-url=http://HOST:PORT (several, comma-separated, for replicas; or base_urls in the "
+                "model's catalog entry), and --server-model=NAME if it serves the model under another name."
             )
-        self.base_url = normalize_base_url(str(options["base_url"]))
+        self.replicas = Replicas.of(urls)
+        self.base_url = urls[0]
         # vllm serve names a model by the id it was started with unless --served-model-name says otherwise.
         self.server_model = str(options.get("server_model") or model.hf_id)
         self.concurrency = max(1, int(options.get("concurrency") or DEFAULT_CONCURRENCY))
@@ -84,7 +95,7 @@ class ServerEngine(ModelEngine):
         self.api_key = options.get("api_key") or os.environ.get("CODEEVAL_API_KEY") or os.environ.get("OPENAI_API_KEY")
         self.served_models: list[str] = []
         self.stats.memory_kind = "remote"
-        self.stats.device = f"server {self.base_url}"
+        self.stats.device = "server " + ", ".join(urls)
 
     # ----------------------------------------------------------------- HTTP
     def _headers(self) -> dict[str, str]:
@@ -93,10 +104,11 @@ class ServerEngine(ModelEngine):
             headers["Authorization"] = f"Bearer {self.api_key}"
         return headers
 
-    def _request(self, method: str, path: str, body: dict[str, Any] | None, timeout_s: float) -> tuple[int, Any]:
+    def _request(self, url: str, method: str, path: str, body: dict[str, Any] | None,
+                 timeout_s: float) -> tuple[int, Any]:
         """One HTTP exchange; returns (status, parsed JSON or text). Raises OSError on transport errors."""
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.base_url + path, data=data, method=method, headers=self._headers())
+        req = urllib.request.Request(url + path, data=data, method=method, headers=self._headers())
         try:
             with urllib.request.urlopen(req, timeout=timeout_s) as resp:
                 return resp.status, json.loads(resp.read() or b"null")
@@ -109,13 +121,34 @@ class ServerEngine(ModelEngine):
             e.payload = payload  # type: ignore[attr-defined]
             raise
 
-    def _call_with_retries(self, path: str, body: dict[str, Any]) -> tuple[Any, int]:
+    def _call(self, path: str, body: dict[str, Any]) -> tuple[Any, int]:
+        """POST to the least busy live replica; a replica that stays unavailable
+        is taken out and the request goes to another. Returns (JSON, attempts)."""
+        attempts = 0
+        while True:
+            replica = self.replicas.acquire()
+            if replica is None:
+                raise ServerUnavailable("; ".join(f"{r.url}: {r.failed}" for r in self.replicas.replicas))
+            try:
+                payload, n = self._call_with_retries(replica.url, path, body)
+            except ServerUnavailable as e:
+                self.replicas.release(replica, served=False)
+                self.replicas.fail(replica, str(e))
+                attempts += self.retries + 1
+                continue
+            except BaseException:
+                self.replicas.release(replica, served=False)
+                raise
+            self.replicas.release(replica, served=True)
+            return payload, attempts + n
+
+    def _call_with_retries(self, url: str, path: str, body: dict[str, Any]) -> tuple[Any, int]:
         """POST with retries and exponential backoff (honours Retry-After); returns (JSON, attempts)."""
         last_error = ""
         for attempt in range(self.retries + 1):
             retry_after: float | None = None
             try:
-                _, payload = self._request("POST", path, body, self.timeout_s)
+                _, payload = self._request(url, "POST", path, body, self.timeout_s)
                 return payload, attempt + 1
             except urllib.error.HTTPError as e:
                 detail = _error_text(getattr(e, "payload", ""))
@@ -134,39 +167,47 @@ class ServerEngine(ModelEngine):
 
     # ----------------------------------------------------------------- load
     def _load(self) -> None:
-        """Check the server is there and serves the model (GET /v1/models)."""
+        """Check each replica is there and serves the model (GET /v1/models); one that
+        is not is taken out, with the reason, as long as another one serves."""
+        problems: list[str] = []
+        for replica in self.replicas.replicas:
+            why = self._check_replica(replica.url)
+            if why:
+                self.replicas.fail(replica, why)
+                problems.append(why)
+        if not self.replicas.live():
+            raise EngineError(problems[0] if len(problems) == 1 else
+                              "no replica serves the model: " + " | ".join(problems))
+
+    def _check_replica(self, url: str) -> str:
+        """Why this replica cannot serve the model ("" when it can)."""
         try:
-            _, payload = self._request("GET", "/models", None, timeout_s=min(self.timeout_s, defaults.SERVER_MODELS_TIMEOUT_S))
+            _, payload = self._request(url, "GET", "/models", None,
+                                       timeout_s=min(self.timeout_s, defaults.SERVER_MODELS_TIMEOUT_S))
         except urllib.error.HTTPError as e:
-            raise EngineError(
-                f"the server at {self.base_url} answered GET /models with HTTP {e.code}: "
-                f"{_error_text(getattr(e, 'payload', ''))}. Check --base-url (it must be the OpenAI-compatible API root) "
-                "and the API key ($CODEEVAL_API_KEY or $OPENAI_API_KEY)."
-            ) from None
+            return (f"the server at {url} answered GET /models with HTTP {e.code}: "
+                    f"{_error_text(getattr(e, 'payload', ''))}. Check --base-url (it must be the OpenAI-compatible "
+                    "API root) and the API key ($CODEEVAL_API_KEY or $OPENAI_API_KEY).")
         except (urllib.error.URLError, OSError) as e:
-            raise EngineError(
-                f"cannot reach an OpenAI-compatible server at {self.base_url} "
-                f"({getattr(e, 'reason', e)}). Start it (e.g. `vllm serve MODEL --port 8000`) or fix --base-url."
-            ) from None
+            return (f"cannot reach an OpenAI-compatible server at {url} ({getattr(e, 'reason', e)}). "
+                    "Start it (e.g. `vllm serve MODEL --port 8000`) or fix --base-url.")
         try:
-            self.served_models = [str(m["id"]) for m in payload["data"]]
+            served = [str(m["id"]) for m in payload["data"]]
         except (TypeError, KeyError):
-            raise EngineError(
-                f"{self.base_url}/models did not return an OpenAI model list (got {str(payload)[:200]!r}). "
-                "Check that --base-url points at an OpenAI-compatible API."
-            ) from None
-        if self.server_model not in self.served_models:
-            raise EngineError(
-                f"the server at {self.base_url} does not serve model {self.server_model!r}; it serves: "
-                f"{', '.join(self.served_models) or 'nothing'}. Give --server-model with one of those names."
-            )
+            return (f"{url}/models did not return an OpenAI model list (got {str(payload)[:200]!r}). "
+                    "Check that --base-url points at an OpenAI-compatible API.")
+        self.served_models = sorted(set(self.served_models) | set(served))
+        if self.server_model not in served:
+            return (f"the server at {url} does not serve model {self.server_model!r}; it serves: "
+                    f"{', '.join(served) or 'nothing'}. Give --server-model with one of those names.")
+        return ""
 
     # ------------------------------------------------------------- generate
     def generate(self, requests: Sequence[Request]) -> list[list[Generation]]:
         def one(req: Request) -> _Reply | str:
             path, body = self._body(req.prompt, req.sampling)
             try:
-                payload, attempts = self._call_with_retries(path, body)
+                payload, attempts = self._call(path, body)
             except RequestRejected as e:  # this prompt only (e.g. too long): an empty answer, recorded
                 return str(e)
             return _parse(payload, chat=req.prompt.messages is not None, attempts=attempts)
@@ -180,8 +221,8 @@ class ServerEngine(ModelEngine):
             # The server is gone for good: stop queued requests and fail the case with the reason.
             pool.shutdown(wait=False, cancel_futures=True)
             raise EngineError(
-                f"the server at {self.base_url} stopped answering for model {self.server_model!r}: {e}. "
-                "Check that it is still running (its log says why)."
+                f"no server replica answers for model {self.server_model!r} any more: {e}. "
+                "Check that the servers are still running (their logs say why)."
             ) from None
         pool.shutdown(wait=True)
         wall = time.perf_counter() - start
@@ -216,7 +257,7 @@ class ServerEngine(ModelEngine):
         n_max = max((r.sampling.n for r in requests), default=1)
         self.last_call = self.call_figures(wall, len(requests), n_max, any(r.sampling.temperature <= 0 for r in requests),
                                            prompt_tokens, completion_tokens, attempts=attempts, rejected=rejected,
-                                           concurrency=self.concurrency)
+                                           concurrency=self.concurrency, replicas=self.replicas.summary())
         return results
 
     def _body(self, prompt: Prompt, sampling: SamplingConfig) -> tuple[str, dict[str, Any]]:
@@ -240,7 +281,7 @@ class ServerEngine(ModelEngine):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "base_url": self.base_url, "server_model": self.server_model,
-                "concurrency": self.concurrency}
+                "concurrency": self.concurrency, "replicas": self.replicas.summary()}
 
 
 def _parse(payload: Any, chat: bool, attempts: int) -> _Reply:

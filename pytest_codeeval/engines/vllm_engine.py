@@ -27,7 +27,6 @@ import math
 import os
 import time
 import warnings
-from pathlib import Path
 from typing import Any, Sequence
 
 from .. import defaults
@@ -36,6 +35,7 @@ from ..errors import EngineError
 from ..items import Generation, Prompt
 from . import memory
 from .base import ModelEngine, Request, SamplingConfig
+from .weights import cpu_dtype, resolve_weights
 
 def _greedy(sampling: SamplingConfig) -> bool:
     return sampling.temperature <= 0
@@ -67,16 +67,6 @@ def supported_engine_args(kwargs: dict[str, Any]) -> tuple[dict[str, Any], list[
 
     known = {f.name for f in dataclasses.fields(EngineArgs)}
     return {k: v for k, v in kwargs.items() if k in known}, sorted(set(kwargs) - known)
-
-
-def cpu_has_bf16() -> bool:
-    """Native bf16 on this CPU (AVX512-BF16 or AMX), from /proc/cpuinfo's flags."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "")
-    except OSError:
-        return False
-    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
 
 
 class VLLMEngine(ModelEngine):
@@ -116,6 +106,10 @@ class VLLMEngine(ModelEngine):
         )
 
         env_backup: dict[str, str | None] = {}
+        if self._on_gpu and self.stats.devices:
+            # The engine core is spawned: it sees exactly this engine's devices (placement.py).
+            env_backup["CUDA_VISIBLE_DEVICES"] = os.environ.get("CUDA_VISIBLE_DEVICES")
+            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(self.stats.devices)
         if self._on_gpu:
             self._check_gpu_before_load()
             self.stats.memory_kind = "gpu"
@@ -164,24 +158,7 @@ class VLLMEngine(ModelEngine):
             )
 
     def resolve_model(self) -> str:
-        source = self.model.source
-        if source == "smollm2_package":
-            from . import smollm2
-
-            start = time.perf_counter()
-            path = smollm2.prepare(self.options.get("cache_dir"))
-            # converted once (about 30 s), then found in the cache: not load time
-            self.stats.prepare_seconds = time.perf_counter() - start
-            return str(path)
-        if source == "path":
-            path = Path(self.model.path).expanduser()
-            if not self.model.path or not (path / "config.json").is_file():
-                raise EngineError(
-                    f"model {self.model.name!r} has source = \"path\" but {self.model.path!r} is not a model folder "
-                    "(no config.json). Set path to a folder with config.json and weights."
-                )
-            return str(path)
-        return self.model.hf_id
+        return resolve_weights(self.model, self.options, self.stats)
 
     def build_engine_kwargs(self, on_gpu: bool) -> dict[str, Any]:
         """``LLM(...)`` keyword arguments from the model entry and the preset settings."""
@@ -210,12 +187,11 @@ class VLLMEngine(ModelEngine):
             # GPU-only settings (memory fraction, fp8 KV cache, tensor parallel)
             # do not apply to the CPU backend; its KV cache is sized by env var.
             kwargs["enforce_eager"] = bool(s.get("cpu_enforce_eager", True))
-            if kwargs["dtype"] in ("bfloat16", "bf16") and not cpu_has_bf16():
-                # Without AVX512-BF16/AMX, vLLM's CPU backend falls back from
-                # oneDNN to plain torch for bf16 matmuls: measured here (AVX2
-                # EPYC) 14 tokens/s in bf16 against 57 in float32 on SmolLM2.
-                kwargs["dtype"] = "float32"
-                self.stats.extra["dtype_fallback"] = "bfloat16 -> float32 (this CPU has no native bf16)"
+            # vLLM's CPU backend falls back from oneDNN to plain torch for bf16
+            # matmuls on CPUs without native bf16 (weights.cpu_dtype).
+            kwargs["dtype"], fallback = cpu_dtype(kwargs["dtype"])
+            if fallback:
+                self.stats.extra["dtype_fallback"] = fallback
         return kwargs
 
     def _check_gpu_before_load(self) -> None:

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..overlap import mark_overlaps
 from ..plan import plan_label
 from .manifest import run_manifest
 from .writer import write_reports
@@ -26,8 +27,10 @@ def write_run_reports(state: Any) -> dict[str, Path]:
 
     ensure_writable(state.report_dir)
     o = state.options
+    results = state.ordered_results()
+    mark_overlaps(results)  # only the controller sees every worker's timing windows
     return write_reports(
-        state.report_dir, [r.to_dict() for r in state.ordered_results()], run_id=state.run_id,
+        state.report_dir, [r.to_dict() for r in results], run_id=state.run_id,
         started_at=state.started_at, finished_at=time.time(), label=plan_label(o, state.catalog),
         presets=list(o.presets), engine=o.engine, options=run_options(state), manifest=run_manifest(state),
     )
