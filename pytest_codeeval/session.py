@@ -45,13 +45,13 @@ class CodeevalSession:
         self._validate_names()
         self.run_id = uuid.uuid4().hex[:12]
         self.started_at = time.time()
-        self.load_ctx = LoadContext.from_env(self.options.data_dir)
+        self.load_ctx = LoadContext.from_env(self.options.data_dir, hub_retries=self.options.hub_retries)
         self.cases: list[Case] = []
         self.selected: list[Case] = []
         self._items: dict[str, list[Item]] = {}
         self._completions: dict[str, list[str]] | None = None
         self.results: dict[str, dict[str, Any]] = {}
-        self.unavailable: dict[str, str] = {}  # dataset -> why (dry runs only)
+        self.unavailable: dict[str, DatasetUnavailable] = {}  # dataset -> why (dry runs only)
 
     # -- configuration -------------------------------------------------
     def _register_dataset_files(self) -> None:
@@ -92,8 +92,11 @@ class CodeevalSession:
     def prepare(self, cases: list[Case], dry_run: bool = False) -> None:
         """Load every selected dataset and check the completions file, so bad
         input is a usage error before any model loads.  A dry run
-        (--collect-only) reports unavailable datasets instead of failing."""
+        (--collect-only) reads only what is local, never the network, and
+        reports the other datasets instead of failing."""
         self.selected = cases
+        if dry_run:
+            self.load_ctx = self.load_ctx.for_dry_run()
         for dataset in dict.fromkeys(c.dataset for c in cases):
             get_scorer(self.catalog.dataset(dataset).scorer)  # a scorer not built yet is a usage error now
             try:
@@ -101,7 +104,7 @@ class CodeevalSession:
             except DatasetUnavailable as e:
                 if not dry_run:
                     raise
-                self.unavailable[dataset] = str(e)
+                self.unavailable[dataset] = e
         if self.options.completions is not None:
             # Ids of the whole datasets: --samples N must not turn a valid
             # completions file into an error.
