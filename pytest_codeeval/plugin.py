@@ -32,6 +32,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     addoptions(parser)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    """Before any conftest: a path option written with a space must not have
+    moved pytest's rootdir or configfile (rootdir_check.py)."""
+    from .rootdir_check import check_rootdir
+
+    check_rootdir(early_config)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
     state = CodeevalSession(config)
