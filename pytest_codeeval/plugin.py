@@ -98,6 +98,10 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     if state.options.markexpr:
         check_markexpr(state.options.markexpr, state.catalog, _registered_markers(config))
     state.prepare([c for c in selected if c is not None], dry_run=config.option.collectonly or config.option.setupplan)
+    if state.selected:
+        from .warning_filters import quiet_dependency_warnings
+
+        quiet_dependency_warnings(config)
     if not config.option.collectonly and state.selected:
         _start_durable(config, state)
 
