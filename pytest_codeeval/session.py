@@ -105,9 +105,10 @@ class CodeevalSession:
                 if not dry_run:
                     raise
                 self.unavailable[dataset] = e
-        if self.options.completions is not None:
+        if self.options.completions is not None and not self.unavailable:
             # Ids of the whole datasets: --samples N must not turn a valid
-            # completions file into an error.
+            # completions file into an error.  A dry run that did not load
+            # every dataset cannot tell; the real run checks.
             known = {item.id for items in self._items.values() for item in items}
             check_completions(self.completions(), known, self.options.completions)
 

@@ -185,6 +185,15 @@ def test_dry_run_reads_a_file_the_hub_cache_holds(suite: pytest.Pytester, hub: D
     assert hub.requests == []
 
 
+def test_dry_run_with_completions_for_a_dataset_not_downloaded(suite: pytest.Pytester, hub: DeadHub) -> None:
+    samples = suite.path / "samples.jsonl"
+    samples.write_text(json.dumps({"task_id": "Mbpp/11", "completion": "pass"}) + "\n")
+    result = suite.runpytest_subprocess("--collect-only", "-q", "--datasets=mbpp", f"--completions={samples}")
+    assert result.ret == 0, result.stderr.str()
+    result.stdout.fnmatch_lines(["codeeval: dataset mbpp: not cached here, will download 500 items *"])
+    assert hub.requests == []
+
+
 # -- real runs --------------------------------------------------------------------
 
 

@@ -65,6 +65,32 @@ def test_a_run_without_codeeval_cases_is_left_alone(noisy: pytest.Pytester) -> N
     assert [text for text in DROPPED + KEPT if text in out] == DROPPED + KEPT
 
 
+def test_the_real_torch_jit_notice_is_dropped(suite: pytest.Pytester) -> None:
+    """The notice a vLLM load raises 14 times, from torch itself (PYTORCH_JIT=0:
+    script_method warns, then hands the function back uncompiled)."""
+    pytest.importorskip("torch")
+    suite._monkeypatch.setenv("PYTORCH_JIT", "0")
+    suite.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture(autouse=True)
+        def torch_notice():
+            import torch
+
+            torch.jit.script_method(lambda self: None)
+        """
+    )
+    suite.makepyfile(test_plain="def test_plain():\n    pass\n")
+    codeeval = suite.runpytest_subprocess("-p", "no:cacheprovider", "--engine=reference",
+                                          "--datasets=reasoning_sample", "--samples=1", "test_codeeval.py")
+    codeeval.assert_outcomes(passed=1)
+    assert "torch.jit.script_method` is deprecated" not in codeeval.stdout.str()
+    plain = suite.runpytest_subprocess("-p", "no:cacheprovider", "test_plain.py")
+    plain.assert_outcomes(passed=1, warnings=1)
+    assert "torch.jit.script_method` is deprecated" in plain.stdout.str()
+
+
 def test_a_command_line_filter_still_wins(noisy: pytest.Pytester) -> None:
     result = noisy.runpytest("-p", "no:cacheprovider", "-W", "default::DeprecationWarning", "--engine=reference",
                              "--datasets=reasoning_sample", "--samples=1", "test_codeeval.py")
