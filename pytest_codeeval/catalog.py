@@ -60,6 +60,7 @@ class DatasetSpec:
     local_path: str = ""
     max_new_tokens: int = 512
     source_url: str = ""
+    n_items: int = 0  # items of the published split (0: unknown); what a dry run says it will download
 
 
 @dataclass(frozen=True)

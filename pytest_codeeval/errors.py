@@ -29,6 +29,17 @@ class DatasetUnavailable(DatasetError):
     """A dataset has no local copy and the hub cannot be reached.  Dry runs
     (--collect-only, --setup-plan) report it and go on; real runs stop."""
 
+    def dry_run_line(self, dataset: str) -> str:
+        return f"codeeval: dataset {dataset} would fail to load: {self}"
+
+
+class DatasetNotCached(DatasetUnavailable):
+    """Dry runs only: a dataset is on the HuggingFace hub and in no local
+    cache.  The dry run does not download it; a real run will."""
+
+    def dry_run_line(self, dataset: str) -> str:
+        return f"codeeval: dataset {dataset}: {self}"
+
 
 class CompletionsError(CodeevalError):
     """A --completions file is malformed or names unknown task ids."""

@@ -17,7 +17,10 @@ from . import defaults
 from .errors import CatalogError, CodeevalError
 
 ENGINE_CHOICES = ("auto", "vllm", "server", "hf", "reference")
-
+# Options that take a path.  Write them --opt=VALUE: pytest picks its rootdir
+# and configfile before plugins add their options, and then reads a path after
+# a space as a test path (rootdir_check.py says so when that happened).
+PATH_OPTIONS = ("--report-dir", "--datasets", "--completions", "--catalog", "--store", "--baseline", "--data-dir")
 
 # dest -> default of every option this plugin adds: an option given with
 # another value means the run uses the suite (activation.py).
@@ -25,23 +28,32 @@ OPTION_DEFAULTS: dict[str, Any] = {}
 
 
 def addoptions(parser: pytest.Parser) -> None:
-    group = parser.getgroup("codeeval", "pytest-codeeval: benchmark LLMs on coding datasets")
+    group = parser.getgroup(
+        "codeeval",
+        "pytest-codeeval: benchmark LLMs on coding datasets (write path options with '=', e.g. "
+        "--report-dir=DIR: after a space, pytest may take the path for its rootdir)",
+    )
 
     def add(name: str, **kwargs: Any) -> None:
         group.addoption(name, **kwargs)
         default = False if kwargs.get("action") == "store_true" else kwargs.get("default")
         OPTION_DEFAULTS[name.lstrip("-").replace("-", "_")] = default
+
     add("--preset", default=defaults.DEFAULT_PRESET, metavar="NAME[,NAME]",
         help="engine preset(s): balanced, performance, memory_optimized (several: model x preset x dataset cases)")
     add("--samples", default=None, metavar="N",
         help="evaluate the first N items of each dataset (deterministic); default: all")
     add("--models", default=None, metavar="A,B", help="narrow the category to these models (catalog names)")
     add("--datasets", default=None, metavar="X,Y",
-        help="narrow the category to these datasets (catalog names, or paths of HumanEval-format JSONL files)")
-    add("--report-dir", default=None, metavar="DIR", help="where reports go (default: reports/ in the current directory)")
+        help="narrow the category to these datasets (catalog names, or paths of HumanEval-format JSONL files: "
+             "--datasets=tasks.jsonl)")
+    add("--report-dir", default=None, metavar="DIR",
+        help="where reports go (default: reports/ in the current directory); write --report-dir=DIR")
     add("--completions", default=None, metavar="FILE",
-        help="score completions made elsewhere (human-eval samples.jsonl format); loads no model")
-    add("--catalog", default=None, metavar="FILE", help="a TOML catalog file extending/overriding the shipped one")
+        help="score completions made elsewhere (human-eval samples.jsonl format); loads no model; "
+             "write --completions=FILE")
+    add("--catalog", default=None, metavar="FILE",
+        help="a TOML catalog file extending/overriding the shipped one; write --catalog=FILE")
     add("--engine", default="auto", choices=ENGINE_CHOICES,
         help="auto (vLLM, or replay with --completions), vllm, server (--base-url), hf (transformers "
              "generate: models vLLM cannot serve, a cross-check), reference (answers with each item's "
@@ -57,7 +69,10 @@ def addoptions(parser: pytest.Parser) -> None:
         help="N replicas of each model on disjoint GPUs, each generating a share of its prompts "
              "(default: the model's data_parallel_size in the catalog, 1)")
     add("--data-dir", default=None, metavar="DIR",
-        help="folder with local copies of the public datasets (also $CODEEVAL_DATA_DIR)")
+        help="folder with local copies of the public datasets (also $CODEEVAL_DATA_DIR); write --data-dir=DIR")
+    add("--hub-retries", type=int, default=0, metavar="N",
+        help="when the HuggingFace hub does not answer, ask N more times with backoff (default 0: one "
+             "attempt, then the datasets cache or a usage error)")
     add("--temperature", type=float, default=0.0, help="sampling temperature (default 0: greedy)")
     add("--top-p", type=float, default=1.0, help="nucleus sampling top-p")
     add("--n-samples", type=int, default=1, metavar="N", help="samples per task (for pass@k), from SamplingParams(n=N)")
@@ -70,12 +85,14 @@ def addoptions(parser: pytest.Parser) -> None:
              "cases under 100%% fail")
     # Durable results and CI gating (store.py, gating.py).
     add("--store", default=None, metavar="FILE",
-        help="result store (SQLite) holding every generation and verdict (default: REPORT_DIR/codeeval.sqlite)")
+        help="result store (SQLite) holding every generation and verdict (default: REPORT_DIR/codeeval.sqlite); "
+             "write --store=FILE")
     add("--fresh", action="store_true",
         help="ignore stored generations and verdicts: generate and score everything again (replacing them)")
     add("--baseline", default=None, metavar="FILE",
         help="an earlier comparison JSON: a case fails when its score drops by more than the baseline's "
-             "confidence interval (or --max-score-drop), or its throughput by more than --max-throughput-drop")
+             "confidence interval (or --max-score-drop), or its throughput by more than --max-throughput-drop; "
+             "write --baseline=FILE")
     add("--max-score-drop", type=float, default=None, metavar="X",
         help="with --baseline: allowed drop of the primary score, absolute (0.05 = 5 points); default: the CI")
     add("--min-score", type=float, default=None, metavar="X",
@@ -121,6 +138,7 @@ class RunOptions:
     max_score_drop: float | None = None
     min_score: float | None = None
     max_throughput_drop: float | None = None
+    hub_retries: int = 0
 
     @property
     def pseudo_model(self) -> str | None:
@@ -165,6 +183,8 @@ def parse_options(config: pytest.Config) -> RunOptions:
         )
     if opt.max_new_tokens is not None and opt.max_new_tokens < 1:
         raise CodeevalError(f"--max-new-tokens must be at least 1, got {opt.max_new_tokens}.")
+    if opt.hub_retries < 0:
+        raise CodeevalError(f"--hub-retries must be 0 or more, got {opt.hub_retries}.")
 
     completions = Path(opt.completions).expanduser().resolve() if opt.completions else None
     if completions is not None and not completions.is_file():
@@ -211,6 +231,7 @@ def parse_options(config: pytest.Config) -> RunOptions:
         gpus=opt.gpus,
         data_parallel=_data_parallel(opt.data_parallel),
         markexpr=(opt.markexpr or "").strip(),
+        hub_retries=int(opt.hub_retries),
         **_gating_options(opt),
     )
 

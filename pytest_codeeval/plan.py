@@ -182,8 +182,12 @@ def write_dry_run_plan(state: Any) -> list[tuple[str, bool]]:
     ensure_writable(state.report_dir)
     path = state.report_dir / "plans" / f"{label}_{'+'.join(o.presets)}_plan.json"
     datasets = {c.dataset for c in state.selected} - set(state.unavailable)
-    write_plan(path, state.selected, o, label, {d: len(state.items(d)) for d in datasets})
+    n_items = {d: len(state.items(d)) for d in datasets}
+    for d in state.unavailable:  # not here: the count the catalog knows, capped by --samples
+        known = state.catalog.dataset(d).n_items or None
+        n_items[d] = min(known, o.samples) if known and o.samples else known
+    write_plan(path, state.selected, o, label, n_items)
     lines = [(summary_line(state.selected, o.presets), False)]
-    lines += [(f"codeeval: dataset {name} would fail to load: {why}", True) for name, why in state.unavailable.items()]
+    lines += [(why.dry_run_line(name), True) for name, why in state.unavailable.items()]
     lines.append((f"codeeval plan written to {path}", False))
     return lines

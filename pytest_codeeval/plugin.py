@@ -34,6 +34,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     addoptions(parser)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    """Before any conftest: a path option written with a space must not have
+    moved pytest's rootdir or configfile (rootdir_check.py)."""
+    from .rootdir_check import check_rootdir
+
+    check_rootdir(early_config)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
     from .activation import requested
@@ -115,6 +124,10 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     if state.options.markexpr:
         check_markexpr(state.options.markexpr, state.catalog, registered_markers(config))
     state.prepare(selected, dry_run=config.option.collectonly or config.option.setupplan)
+    if state.selected:
+        from .warning_filters import quiet_dependency_warnings
+
+        quiet_dependency_warnings(config)
     if not config.option.collectonly and state.selected:
         state.start(config.workerinput if _is_worker(config) else {})  # type: ignore[attr-defined]
         if not _is_worker(config) and not config.pluginmanager.has_plugin("codeeval-progress"):

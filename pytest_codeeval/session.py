@@ -65,7 +65,7 @@ class CodeevalSession:
     started_at: float = field(default_factory=time.time)
     cases: list[Case] = field(default_factory=list)
     selected: list[Case] = field(default_factory=list)
-    unavailable: dict[str, str] = field(default_factory=dict)  # dataset -> why (dry runs only)
+    unavailable: dict[str, DatasetUnavailable] = field(default_factory=dict)  # dataset -> why (dry runs only)
     load_ctx: LoadContext = field(default_factory=LoadContext)
     placement: Placement = field(default_factory=lambda: Placement(()))
     durable: Durable | None = None
@@ -81,7 +81,7 @@ class CodeevalSession:
         state = cls(config=config, options=options, catalog=catalog)
         state._register_dataset_files()
         state._validate_names()
-        state.load_ctx = LoadContext.from_env(options.data_dir)
+        state.load_ctx = LoadContext.from_env(options.data_dir, hub_retries=options.hub_retries)
         state.placement = _placement(config, options)
         return state
 
@@ -128,8 +128,11 @@ class CodeevalSession:
     def prepare(self, cases: list[Case], dry_run: bool = False) -> None:
         """Load every selected dataset and check the completions file, so bad
         input is a usage error before any model loads.  A dry run
-        (--collect-only) reports unavailable datasets instead of failing."""
+        (--collect-only) reads only what is local, never the network, and
+        reports the other datasets instead of failing."""
         self.selected = cases
+        if dry_run:
+            self.load_ctx = self.load_ctx.for_dry_run()
         for key in dict.fromkeys(c.engine_key for c in cases):
             model = split_engine_key(key)[0]
             self.placement.check(model, *self.parallelism(model))
@@ -145,12 +148,13 @@ class CodeevalSession:
             except DatasetUnavailable as e:
                 if not dry_run:
                     raise
-                self.unavailable[dataset] = str(e)
-        if self.options.completions is not None:
+                self.unavailable[dataset] = e
+        if self.options.completions is not None and not self.unavailable:
             from .engines.replay import check_completions
 
             # Ids of the whole datasets: --samples N must not turn a valid
-            # completions file into an error.
+            # completions file into an error.  A dry run that did not load
+            # every dataset cannot tell; the real run checks.
             known = {item.id for items in self._items.values() for item in items}
             check_completions(self.completions(), known, self.options.completions)
 

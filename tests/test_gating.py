@@ -58,18 +58,18 @@ def test_baseline_from_references_fails_a_run_with_wrong_answers(suite: pytest.P
     bad.write_text("".join(json.dumps({"task_id": f"gsm8k/{i}", "completion": r["answer"] if i % 2 else
                                        r["answer"].rsplit("####", 1)[0] + "#### 123456789"}) + "\n"
                            for i, r in enumerate(rows)))
-    res = suite.runpytest_subprocess(*ARGS, "--completions", str(good), "--report-dir", str(base_dir))
+    res = suite.runpytest_subprocess(*ARGS, f"--completions={good}", f"--report-dir={base_dir}")
     res.assert_outcomes(passed=1)
     baseline = next((base_dir / "comparisons").glob("*.json"))
     assert json.loads(baseline.read_text())["cases"][0]["score"] == 1.0
 
-    same = suite.runpytest_subprocess(*ARGS, "--completions", str(good), "--report-dir", str(tmp_path / "same"),
-                                      "--baseline", str(baseline))
+    same = suite.runpytest_subprocess(*ARGS, f"--completions={good}", f"--report-dir={tmp_path / 'same'}",
+                                      f"--baseline={baseline}")
     same.assert_outcomes(passed=1)
     same.stdout.fnmatch_lines(["*codeeval gating: no regression in 1 cases*"])
 
-    worse = suite.runpytest_subprocess(*ARGS, "--completions", str(bad), "--report-dir", str(tmp_path / "worse"),
-                                       "--baseline", str(baseline), "--junitxml", str(tmp_path / "j.xml"))
+    worse = suite.runpytest_subprocess(*ARGS, f"--completions={bad}", f"--report-dir={tmp_path / 'worse'}",
+                                       f"--baseline={baseline}", "--junitxml", str(tmp_path / "j.xml"))
     worse.assert_outcomes(failed=1)
     assert worse.ret == 1
     worse.stdout.fnmatch_lines([
@@ -85,7 +85,7 @@ def test_min_score_floor_fails_without_a_baseline(suite: pytest.Pytester, tmp_pa
     suite._monkeypatch.setenv("CODEEVAL_DATA_DIR", str(SHARED_DATASETS))
     empty = tmp_path / "empty.jsonl"
     empty.write_text(json.dumps({"task_id": "gsm8k/0", "completion": "no idea"}) + "\n")
-    res = suite.runpytest_subprocess(*ARGS, "--completions", str(empty), "--report-dir", str(tmp_path / "r"),
+    res = suite.runpytest_subprocess(*ARGS, f"--completions={empty}", f"--report-dir={tmp_path / 'r'}",
                                      "--min-score", "0.5")
     res.assert_outcomes(failed=1)
     res.stdout.fnmatch_lines(["*below the floor --min-score 50.0%*"])
@@ -94,8 +94,8 @@ def test_baseline_with_another_schema_version_is_a_usage_error(suite: pytest.Pyt
     old = tmp_path / "old.json"
     old.write_text(json.dumps({"schema_version": 0, "cases": []}))
     res = suite.runpytest_subprocess("-p", "no:cacheprovider", "--engine", "reference", "--datasets",
-                                     "advanced_coding_extended", "--samples", "1", "--baseline", str(old),
-                                     "--report-dir", str(tmp_path / "r"))
+                                     "advanced_coding_extended", "--samples", "1", f"--baseline={old}",
+                                     f"--report-dir={tmp_path / 'r'}")
     assert res.ret == pytest.ExitCode.USAGE_ERROR or res.ret == pytest.ExitCode.INTERRUPTED
     res.stderr.fnmatch_lines(["*schema_version 0*reads schema_version 1*Regenerate the baseline*"]) if \
         "schema_version 0" in res.stderr.str() else res.stdout.fnmatch_lines(["*schema_version 0*schema_version 1*"])
@@ -105,7 +105,7 @@ def test_baseline_that_is_not_json(suite: pytest.Pytester, tmp_path: Path) -> No
     junk = tmp_path / "b.json"
     junk.write_text("{not json")
     res = suite.runpytest_subprocess("-p", "no:cacheprovider", "--engine", "reference", "--datasets",
-                                     "advanced_coding_extended", "--samples", "1", "--baseline", str(junk),
-                                     "--report-dir", str(tmp_path / "r"))
+                                     "advanced_coding_extended", "--samples", "1", f"--baseline={junk}",
+                                     f"--report-dir={tmp_path / 'r'}")
     assert res.ret != 0
     assert "is not JSON" in res.stdout.str() + res.stderr.str()

@@ -23,7 +23,7 @@ def smoke(suite: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory) -> t
     suite._monkeypatch.setenv("CODEEVAL_DATA_DIR", str(SHARED_DATASETS))
     out = tmp_path_factory.mktemp("smoke")
     junit = out / "junit.xml"
-    res = suite.runpytest_subprocess(*RUN, "--report-dir", str(out / "reports"), "--junitxml", str(junit))
+    res = suite.runpytest_subprocess(*RUN, f"--report-dir={out / 'reports'}", "--junitxml", str(junit))
     return res, out / "reports", junit
 
 
@@ -96,7 +96,7 @@ def test_unwritable_report_dir_is_a_usage_error(suite: pytest.Pytester, tmp_path
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     res = suite.runpytest_subprocess("-p", "no:cacheprovider", "--engine", "reference", "--datasets", "gsm8k",
-                                     "--samples", "1", "--report-dir", str(blocker / "reports"))
+                                     "--samples", "1", f"--report-dir={blocker / 'reports'}")
     assert res.ret == pytest.ExitCode.USAGE_ERROR or res.ret == pytest.ExitCode.INTERRUPTED
     assert "cannot be written" in res.stdout.str() + res.stderr.str()
     assert "--report-dir" in res.stdout.str() + res.stderr.str()
@@ -110,7 +110,7 @@ def test_corrupted_store_is_a_usage_error_and_kept(suite: pytest.Pytester, tmp_p
     store = reports / "codeeval.sqlite"
     store.write_bytes(b"garbage" * 1000)
     res = suite.runpytest_subprocess("-p", "no:cacheprovider", "--engine", "reference", "--datasets", "gsm8k",
-                                     "--samples", "1", "--report-dir", str(reports))
+                                     "--samples", "1", f"--report-dir={reports}")
     assert res.ret != 0
     assert "not a SQLite database" in res.stdout.str() + res.stderr.str()
     assert store.read_bytes() == b"garbage" * 1000

@@ -66,7 +66,7 @@ def _env(calls: Path, delay: float) -> dict[str, str]:
 
 
 def _cmd(report_dir: Path, extra: list[str]) -> list[str]:
-    return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--report-dir", str(report_dir), *extra]
+    return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", f"--report-dir={report_dir}", *extra]
 
 
 def _calls(log: Path) -> list[dict]:
@@ -163,7 +163,7 @@ def test_sigkill_then_resume_replay_engine(suite: pytest.Pytester, tmp_path: Pat
     rows = [{"task_id": f"gsm8k/{i}", "completion": "The answer is\n#### 0" if i % 2 else "#### 18"}
             for i in range(12)]
     completions.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    _kill_and_resume(suite, ["--completions", str(completions), "--datasets", "gsm8k", "--samples", "12"],
+    _kill_and_resume(suite, [f"--completions={completions}", "--datasets", "gsm8k", "--samples", "12"],
                      kills=1, seed=5)
 
 
