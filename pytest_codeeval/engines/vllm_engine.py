@@ -47,9 +47,10 @@ GPU_SLACK_BYTES = 1 * memory.GIB
 # How long close() waits for the engine processes and the device memory.
 CLOSE_TIMEOUT_S = defaults.ENGINE_CLOSE_TIMEOUT_S
 
-# Device memory in use before this process loaded its first model: the level
-# every later load expects to find again once the previous model is closed.
-_gpu_baseline_used: int | None = None
+# Per device, the memory in use before this process loaded its first model
+# there: the level every later load expects to find again once the previous
+# model is closed.
+_gpu_baseline_used: dict[str, int] = {}
 
 
 def cpu_kvcache_gib(settings: dict[str, Any]) -> int:
@@ -79,7 +80,7 @@ class VLLMEngine(ModelEngine):
         self.engine_kwargs: dict[str, Any] = {}
         self._llm: Any = None
         self._on_gpu = False
-        self._nvml: memory.Nvml | None = None
+        self._nvml: memory.NvmlGroup | None = None
         self._engine_pids: set[int] = set()
         self._gpu_used_before_load = 0
 
@@ -110,9 +111,12 @@ class VLLMEngine(ModelEngine):
             # The engine core is spawned: it sees exactly this engine's devices (placement.py).
             env_backup["CUDA_VISIBLE_DEVICES"] = os.environ.get("CUDA_VISIBLE_DEVICES")
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(self.stats.devices)
+        before = memory.child_pids()
         if self._on_gpu:
             self._check_gpu_before_load()
-            self.stats.memory_kind = "gpu"
+            # vLLM takes its memory fraction of each device up front: what it
+            # reserved, not what the model needs
+            self.stats.memory_kind = "gpu_reserved"
             assert self._nvml is not None
             self.stats.device = self._nvml.name()
             self._gpu_used_before_load = self._nvml.info()[0]
@@ -125,9 +129,9 @@ class VLLMEngine(ModelEngine):
             env_backup["VLLM_CPU_KVCACHE_SPACE"] = os.environ.get("VLLM_CPU_KVCACHE_SPACE")
             os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(kv_gib)
             self.stats.extra["cpu_kvcache_space_gib"] = kv_gib
-            sampler = memory.PeakSampler("cpu_rss")
+            # the engine's own processes: those started since (not pytest's)
+            sampler = memory.PeakSampler("cpu_rss", pids=lambda: memory.child_pids() - before)
 
-        before = memory.child_pids()
         try:
             with sampler:
                 self._llm = LLM(**self.engine_kwargs)
@@ -195,31 +199,32 @@ class VLLMEngine(ModelEngine):
         return kwargs
 
     def _check_gpu_before_load(self) -> None:
-        """Say so when the previous model's memory did not come back, and refuse a load that cannot fit."""
-        global _gpu_baseline_used
-        self._nvml = memory.Nvml()
-        used, free, total = self._nvml.info()
-        if _gpu_baseline_used is None:
-            _gpu_baseline_used = used
-        leftover = used - _gpu_baseline_used
-        self.stats.extra["gpu_free_before_load_bytes"] = free
-        if leftover > GPU_SLACK_BYTES:
-            self.stats.extra["gpu_memory_not_returned_bytes"] = leftover
-            warnings.warn(
-                f"before loading {self.model.name}: {leftover / memory.GIB:.1f} GiB of GPU memory used since this "
-                f"session's first load has not come back (a previous model's engine may still be alive). "
-                f"Free: {free / memory.GIB:.1f} of {total / memory.GIB:.1f} GiB.",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-        need = float(self.settings["gpu_memory_utilization"]) * total
-        if free < need:
-            raise EngineError(
-                f"model {self.model.name!r}: the preset asks vLLM for {need / memory.GIB:.1f} GiB "
-                f"(gpu_memory_utilization={self.settings['gpu_memory_utilization']}) but only "
-                f"{free / memory.GIB:.1f} GiB of {total / memory.GIB:.1f} GiB is free. Free the GPU, or use "
-                "--preset memory_optimized, or lower gpu_memory_utilization in the model's [engine] table."
-            )
+        """On each of the engine's devices: say so when the previous model's memory
+        did not come back, and refuse a load that cannot fit."""
+        self._nvml = memory.NvmlGroup(self.stats.devices or None)
+        per_device = self._nvml.per_device()
+        self.stats.extra["gpu_free_before_load_bytes"] = sum(free for _, free, _ in per_device.values())
+        where = len(per_device) > 1
+        for device, (used, free, total) in per_device.items():
+            leftover = used - _gpu_baseline_used.setdefault(device, used)
+            on = f" on GPU {device}" if where else ""
+            if leftover > GPU_SLACK_BYTES:
+                self.stats.extra.setdefault("gpu_memory_not_returned_bytes", {})[device] = leftover
+                warnings.warn(
+                    f"before loading {self.model.name}: {leftover / memory.GIB:.1f} GiB of GPU memory{on} used since "
+                    f"this session's first load has not come back (a previous model's engine may still be alive). "
+                    f"Free: {free / memory.GIB:.1f} of {total / memory.GIB:.1f} GiB.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            need = float(self.settings["gpu_memory_utilization"]) * total
+            if free < need:
+                raise EngineError(
+                    f"model {self.model.name!r}: the preset asks vLLM for {need / memory.GIB:.1f} GiB{on} "
+                    f"(gpu_memory_utilization={self.settings['gpu_memory_utilization']}) but only "
+                    f"{free / memory.GIB:.1f} GiB of {total / memory.GIB:.1f} GiB is free. Free the GPU, or use "
+                    "--preset memory_optimized, or lower gpu_memory_utilization in the model's [engine] table."
+                )
 
     # ------------------------------------------------------------- generate
     def generate(self, requests: Sequence[Request]) -> list[list[Generation]]:
@@ -243,8 +248,8 @@ class VLLMEngine(ModelEngine):
             return made[keys[0]] if len(set(keys)) == 1 else [made[k] for k in keys]
 
         # GPU: device memory over what was used before this model loaded, as at load.
-        sampler = memory.PeakSampler(self.stats.memory_kind or "cpu_rss", self._nvml,
-                                     baseline=self._gpu_used_before_load)
+        sampler = memory.PeakSampler("gpu" if self._on_gpu else "cpu_rss", self._nvml,
+                                     baseline=self._gpu_used_before_load, pids=lambda: self._engine_pids)
         start = time.perf_counter()
         with sampler:
             outputs: dict[int, Any] = {}
@@ -351,7 +356,7 @@ class VLLMEngine(ModelEngine):
         deadline = time.monotonic() + CLOSE_TIMEOUT_S
         leftover = 0
         while True:
-            leftover = self._nvml.info()[0] - (_gpu_baseline_used or 0)
+            leftover = self._nvml.info()[0] - sum(_gpu_baseline_used.get(m.device, 0) for m in self._nvml.members)
             if leftover <= GPU_SLACK_BYTES or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
