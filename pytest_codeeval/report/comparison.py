@@ -81,7 +81,8 @@ def build_comparison(
 
 
 def best_per_dataset(cases: list[dict[str, Any]], multi_preset: bool) -> dict[str, dict[str, Any]]:
-    """The best score per dataset; ``models`` lists every model that reached it (ties)."""
+    """The best score per dataset; ``models`` lists every model that reached it
+    (ties), ``n_models`` how many completed the dataset."""
     best: dict[str, dict[str, Any]] = {}
     for c in cases:
         if not completed(c):
@@ -89,9 +90,12 @@ def best_per_dataset(cases: list[dict[str, Any]], multi_preset: bool) -> dict[st
         label = model_label(c, multi_preset)
         cur = best.get(c["dataset"])
         if cur is None or c["score"] > cur["score"]:
-            best[c["dataset"]] = {"model": label, "models": [label], "score": c["score"], "metric": c["primary_metric"]}
-        elif c["score"] == cur["score"]:
-            cur["models"].append(label)
+            best[c["dataset"]] = {"model": label, "models": [label], "score": c["score"], "metric": c["primary_metric"],
+                                  "n_models": (cur or {}).get("n_models", 0) + 1}
+        else:
+            cur["n_models"] += 1
+            if c["score"] == cur["score"]:
+                cur["models"].append(label)
     return best
 
 

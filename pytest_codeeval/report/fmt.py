@@ -37,6 +37,12 @@ def count(value: int | None) -> str:
     return DASH if value is None else f"{value:,}"
 
 
+def tokens(perf: dict[str, Any]) -> str:
+    """Generated tokens, where an engine counted them: the model-free engines
+    (no measured speed) count words, which are no tokens."""
+    return DASH if perf.get("tokens_per_s") is None else count(perf.get("completion_tokens"))
+
+
 def nbytes(n: int | None) -> str:
     """Memory: 1.5 GiB, 830.0 MiB; None or 0 (not measured) is a dash."""
     if not n:
@@ -61,6 +67,12 @@ def ci(low: float | None, high: float | None) -> str:
 
 
 def p_value(p: float | None) -> str:
+    """A p-value in a table cell: 0.042, < 0.001."""
     if p is None:
         return DASH
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def p_is(p: float) -> str:
+    """A p-value in a sentence: p = 0.042, p < 0.001."""
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"

@@ -30,7 +30,8 @@ th,td{border-right:1px solid #e3e3e3;border-bottom:1px solid #e3e3e3;padding:.25
 white-space:nowrap;vertical-align:top}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 td.wrap{white-space:normal;min-width:24em}
-th{background:#f2f2f2;position:sticky;top:0;z-index:2}
+th.names{white-space:normal;min-width:5.5em;vertical-align:bottom}
+th{background:#f2f2f2;position:sticky;top:0;z-index:2;vertical-align:bottom}
 tr>:first-child{position:sticky;left:0;background:#fff;z-index:1;max-width:28em;overflow:hidden;text-overflow:ellipsis}
 tr>th:first-child{background:#f2f2f2;z-index:3}
 .best{font-weight:bold}.err{color:#b00}.warn{color:#9a5b00}.muted{color:#666}small{color:#555}
@@ -65,7 +66,7 @@ def _e(v: Any) -> str:
 
 
 def _table(headers: list[str], rows: list[list[str]], numeric: set[int] = frozenset(), tall: bool = False,
-           wrap: set[int] = frozenset()) -> str:
+           wrap: set[int] = frozenset(), wrap_headers: bool = False) -> str:
     """Cells are HTML already; ``numeric``: column indices aligned right;
     ``wrap``: columns of prose that may wrap."""
     def cls(i: int, cell: bool = True) -> str:
@@ -73,6 +74,9 @@ def _table(headers: list[str], rows: list[list[str]], numeric: set[int] = frozen
         return f' class="{" ".join(names)}"' if names else ""
 
     head = "".join(f"<th{cls(i, False)}>{_e(h)}</th>" for i, h in enumerate(headers))
+    if wrap_headers:  # long snake_case names (datasets) may break after an underscore
+        head = "".join(f'<th class="names{" num" if i in numeric else ""}">{_e(h).replace("_", "_<wbr>")}</th>'
+                       if i else f"<th>{_e(h)}</th>" for i, h in enumerate(headers))
     body = "".join("<tr>" + "".join(f"<td{cls(i)}>{c}</td>" for i, c in enumerate(row)) + "</tr>" for row in rows)
     return f'<div class="box{" tall" if tall else ""}"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
@@ -109,7 +113,8 @@ def render_html(comparison: dict[str, Any], results: list[dict[str, Any]], plots
             body = f'<span class="best">{text}</span>' if kind == "best" else text
             row.append(f"{body}{sub}")
         score_rows.append(row)
-    score_html = _table(["model", *datasets], score_rows, numeric=set(range(1, len(datasets) + 1)), tall=True)
+    score_html = _table(["model", *datasets], score_rows, numeric=set(range(1, len(datasets) + 1)), tall=True,
+                        wrap_headers=True)
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
         "<meta name='viewport' content='width=device-width, initial-scale=1'>",
@@ -143,7 +148,8 @@ def render_html(comparison: dict[str, Any], results: list[dict[str, Any]], plots
     parts.append(_cases(comparison))
     parts.append(_not_judged(comparison.get("not_judged") or {}))
     parts.append("<h2>Performance</h2>")
-    parts.append(_note("tokens/s = generated tokens per second of the engine calls that made the case's samples (kept "
+    parts.append(_note("gen tokens = tokens the engine generated for the case (— for the model-free engines, which "
+                       "count words); tokens/s = generated tokens per second of the engine calls that made the case's samples (kept "
                        "from the run that made them); prepare = one-time preparation (conversion, download); load = "
                        "loading the model in this run; peak memory = GPU memory (NVML) or the engine processes' RSS; "
                        "gen = the case's share of engine time; reused = samples taken from the store. — = not "
@@ -188,7 +194,7 @@ def _paired(paired: dict[str, Any] | None) -> str:
     if not paired:
         return "<p>Fewer than two models are ranked on a shared dataset: no paired comparison.</p>"
     head = (f"<p>{_e(paired['model_a'])} − {_e(paired['model_b'])}: {fmt.points(paired['difference'])} points "
-            f"(95% CI {fmt.points(paired['low'])} to {fmt.points(paired['high'])}, p = {fmt.p_value(paired['p_value'])}, "
+            f"(95% CI {fmt.points(paired['low'])} to {fmt.points(paired['high'])}, {fmt.p_is(paired['p_value'])}, "
             f"{paired['n_items']} paired items): <b>{'significant' if paired['significant'] else 'not significant'}</b>"
             "</p>")
     rows = []
@@ -247,7 +253,7 @@ def _performance(comparison: dict[str, Any]) -> str:
     for c in comparison["cases"]:
         p = c.get("performance") or {}
         reused = p.get("generations_reused") or 0
-        rows.append([_e(c["case_id"]), _e(p.get("device") or fmt.DASH), fmt.count(p.get("completion_tokens")),
+        rows.append([_e(c["case_id"]), _e(p.get("device") or fmt.DASH), fmt.tokens(p),
                      fmt.rate(p.get("tokens_per_s")), fmt.seconds(p.get("prepare_s")), fmt.seconds(p.get("load_s")),
                      _e(fmt.memory(p)), fmt.seconds(p.get("generation_s")), fmt.seconds(p.get("scoring_s")),
                      fmt.seconds(c.get("wall_s") if c["status"] != "error" else None),

@@ -33,7 +33,9 @@ def score_cells(comparison: dict[str, Any]) -> tuple[list[str], list[str], dict[
             cells[(m, c["dataset"])] = ("error", "error")
             continue
         b = best.get(c["dataset"], {})
-        is_best = len(models) > 1 and m in b.get("models", [b.get("model")]) and len(b.get("models", [0])) < len(models)
+        # best of several, and not shared by all of them (a tie of everyone is nobody's best)
+        rivals = b.get("n_models", len(models))
+        is_best = rivals > 1 and m in b.get("models", [b.get("model")]) and len(b.get("models", [0])) < rivals
         cells[(m, c["dataset"])] = ("best" if is_best else "score", pct(c.get("score")))
     return models, datasets, cells
 
@@ -89,6 +91,7 @@ def render_markdown(comparison: dict[str, Any]) -> str:
     lines.append(cases_table(comparison))
     lines += not_judged_section(comparison.get("not_judged") or {})
     lines += ["", "## Performance", "",
+              "*gen tokens* = tokens the engine generated for the case (— for the model-free engines, which count words); "
               "*tokens/s* = generated tokens per second of the engine calls that made the case's samples (kept from "
               "the run that made them when they come from the store); *prepare* = one-time preparation before the "
               "load (conversion, download); *load* = loading the model in this run (— when it was not loaded here); "
@@ -187,7 +190,7 @@ def performance_table(comparison: dict[str, Any]) -> str:
     for c in comparison["cases"]:
         p = c.get("performance") or {}
         rows.append([
-            c["case_id"], p.get("device") or fmt.DASH, fmt.count(p.get("completion_tokens")),
+            c["case_id"], p.get("device") or fmt.DASH, fmt.tokens(p),
             fmt.rate(p.get("tokens_per_s")), fmt.seconds(p.get("prepare_s")), fmt.seconds(p.get("load_s")),
             fmt.memory(p), fmt.seconds(p.get("generation_s")), fmt.seconds(p.get("scoring_s")),
             fmt.seconds(c.get("wall_s") if c["status"] != "error" else None),
@@ -204,7 +207,7 @@ def paired_section(paired: dict[str, Any] | None) -> list[str]:
     lines = [
         f"{paired['model_a']} − {paired['model_b']} on the {paired['n_items']} items both answered: "
         f"{fmt.points(paired['difference'])} points (95% CI {fmt.points(paired['low'])} to "
-        f"{fmt.points(paired['high'])}, paired bootstrap p = {fmt.p_value(paired['p_value'])}): {verdict} at the 5% "
+        f"{fmt.points(paired['high'])}, paired bootstrap {fmt.p_is(paired['p_value'])}): {verdict} at the 5% "
         "level.",
         "",
     ]

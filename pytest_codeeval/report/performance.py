@@ -36,7 +36,8 @@ def performance_by_model(comparison: dict[str, Any]) -> dict[str, dict[str, Any]
         toks = sum(c.get("completion_tokens") or 0 for c in timed)
         secs = sum(c["generation_s"] for c in timed)
         entry["totals"] = {
-            "completion_tokens": sum(c.get("completion_tokens") or 0 for c in cs),
+            # the model-free engines count words, not tokens: no count without a timed call
+            "completion_tokens": sum(c.get("completion_tokens") or 0 for c in cs) if timed else None,
             "generation_s": round(secs, 4) if timed else None,
             "tokens_per_s": round(toks / secs, 2) if secs > 0 and toks else None,
             "prepare_s": _max(c.get("prepare_s") for c in cs),

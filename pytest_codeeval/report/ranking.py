@@ -18,6 +18,7 @@ from collections import defaultdict
 from typing import Any
 
 from .. import stats
+from .fmt import p_is
 
 
 def model_label(case: dict[str, Any], multi_preset: bool) -> str:
@@ -245,7 +246,7 @@ def _verdict(ranking: list[dict[str, Any]], pair: dict[str, Any] | None, speed: 
     if pair is None:
         return [lead, f"They share no scored item, so the difference cannot be tested: no recommendation."]
     diff = (f"{100 * pair['difference']:+.1f} points for {pair['model_a']}, 95% CI {100 * pair['low']:+.1f} to "
-            f"{100 * pair['high']:+.1f}, p = {pair['p_value']:.3g}")
+            f"{100 * pair['high']:+.1f}, {p_is(pair['p_value'])}")
     on = f"on the {pair['n_items']} items both answered"
     if pair["significant"]:
         better, worse = ((pair["model_a"], pair["model_b"]) if pair["difference"] > 0
@@ -280,7 +281,7 @@ def _specialists(cases: list[dict[str, Any]], ranking: list[dict[str, Any]], by_
         pair = paired(cases, best, top, [d for d in basis if task_of[d] == t], per_item, multi)
         if pair is not None and pair["significant"] and pair["difference"] > 0:
             found.append(f"{t}: {best} ({_p(by_type[best]['by_task_type'][t]['score'])}, "
-                         f"{100 * pair['difference']:+.1f} points over {top}, p = {pair['p_value']:.3g})")
+                         f"{100 * pair['difference']:+.1f} points over {top}, {p_is(pair['p_value'])})")
     return ["Where one task type matters most, pick its leader instead: " + "; ".join(found) + "."] if found else []
 
 
