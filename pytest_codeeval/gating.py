@@ -2,7 +2,8 @@
 
 Before anything runs, a baseline that cannot be compared is a usage error:
 a case whose data (``manifest.datasets.<name>.sha256`` over the items the
-baseline evaluated), prompt template or sampling differ from this run's.
+baseline evaluated), prompt template, sampling or scorer (its version, or
+options that change its reading) differ from this run's.
 
 A case regresses when
 - its primary score is below ``--min-score`` (an absolute floor), or
@@ -159,6 +160,7 @@ def check_comparable(data: dict[str, Any], state: Any, path: str) -> None:
         differ = sampling_differences(base.get("sampling") or {}, requests[0].sampling.to_dict() if requests else {})
         if differ:
             problems.append(f"{case.id}: sampling differs ({', '.join(differ)})")
+        problems += _scorer_problems(case.id, spec.scorer, base.get("scorer") or {}, state.scorer_options(case.dataset))
     if problems:
         more = f" (and {len(problems) - 4} more)" if len(problems) > 4 else ""
         raise BaselineError(
@@ -166,6 +168,23 @@ def check_comparable(data: dict[str, Any], state: Any, path: str) -> None:
             "mean something else: make a new baseline with this run's settings (run the baseline's commit with "
             "the same options), or run with the baseline's settings, or drop --baseline."
         )
+
+
+def _scorer_problems(case_id: str, name: str, base: dict[str, Any], options: dict[str, Any]) -> list[str]:
+    """Another scorer version, or options that change its reading, give the same replies other verdicts."""
+    from .registry import SCORERS
+    from .scoring.options import changed
+
+    if base.get("name") != name:
+        return []  # a baseline without scorer details (or another scorer: the dataset's hash says the rest)
+    scorer = SCORERS.get(name)
+    out = []
+    if base.get("version") and str(base["version"]) != str(scorer.version):
+        out.append(f"{case_id}: the {name} scorer changed (version {base['version']} -> {scorer.version})")
+    theirs, ours = changed(scorer, base.get("options") or {}), changed(scorer, options)
+    if theirs != ours:
+        out.append(f"{case_id}: scorer options differ ({theirs or 'defaults'} -> {ours or 'defaults'})")
+    return out
 
 
 def _data_problems(dataset: str, entry: Any, state: Any) -> list[str]:

@@ -193,6 +193,7 @@ def test_a_smaller_run_is_compared_on_the_items_it_shares_and_warns(suite: pytes
     ("sampling", ["--max-new-tokens", "100"], "*replay-gsm8k: sampling differs (max_new_tokens * -> 100)*"),
     ("data", [], "*dataset gsm8k: other data (sha256 of the baseline's 12 items 000000000000…*"),
     ("prompt", [], "*replay-gsm8k: the math prompt template differs (baseline 0123456789abcdef*"),
+    ("scorer", [], "*replay-gsm8k: the gsm8k scorer changed (version 0 -> 1)*"),
 ])
 def test_a_baseline_of_other_data_prompts_or_sampling_is_refused(
         suite: pytest.Pytester, tmp_path: Path, baseline: Path, change: str, args: list[str], expected: str) -> None:
@@ -201,6 +202,8 @@ def test_a_baseline_of_other_data_prompts_or_sampling_is_refused(
         data["manifest"]["datasets"]["gsm8k"]["sha256"] = "0" * 64
     if change == "prompt":
         data["cases"][0]["prompt_template_hash"] = "0123456789abcdef"
+    if change == "scorer":
+        data["cases"][0]["scorer"]["version"] = "0"
     edited = tmp_path / "edited.json"
     edited.write_text(json.dumps(data))
     good = _completions(tmp_path, "good.jsonl", set())

@@ -72,6 +72,48 @@ def test_a_replayed_unclosed_think_reply_lowers_instruction_level_accuracy(suite
     assert perf_file["totals"]["tokens_per_s"] is None and perf_file["totals"]["load_s"] is None
 
 
+# -- samples the harness could not judge: out of n, reported apart -----------------------------------------
+
+UNJUDGED_CONFTEST = '''
+from pytest_codeeval import registry
+from pytest_codeeval.items import Verdict
+from pytest_codeeval.scoring.code import CodeExecScorer
+
+
+class Unjudged(CodeExecScorer):
+    """No sandbox: the first item's samples could not be judged (sandbox_error), the second's outcome would
+    have been the sample's to decide (unverified), the others pass."""
+
+    def score(self, items, answers, ctx):
+        kinds = ["sandbox_error", "unverified"]
+        return [[Verdict(item.id, j, False, kinds[i], "the harness could not judge it") if i < 2
+                 else Verdict(item.id, j, True, "passed", "", {"passed": 1.0}) for j in range(len(samples))]
+                for i, (item, samples) in enumerate(zip(items, answers))]
+
+
+registry.SCORERS.register("code_exec", Unjudged)
+'''
+
+
+def test_samples_the_harness_could_not_judge_are_out_of_n_and_flagged(suite: pytest.Pytester,
+                                                                       tmp_path: Path) -> None:
+    suite.makeconftest(UNJUDGED_CONFTEST)
+    reports = tmp_path / "reports"
+    res = suite.runpytest_subprocess("-p", "no:cacheprovider", "--engine", "reference", "--datasets",
+                                     "advanced_coding_sample", "--samples", "6", f"--report-dir={reports}")
+    res.assert_outcomes(passed=1)
+    comp = _comparison(reports)
+    case = comp["cases"][0]
+    assert case["score"] == 1.0 and case["metrics"]["pass@1"] == 1.0  # 4 of 4 judged samples passed, not 4 of 6
+    assert case["not_judged"] == 2 and len(case["item_scores"]) == 4
+    assert case["metrics"]["sandbox_errors"] == 1 and case["metrics"]["unverified"] == 1
+    assert comp["not_judged"]["cases"] == [{"case_id": "reference-advanced_coding_sample", "not_judged": 2,
+                                            "samples": 6, "share": pytest.approx(1 / 3), "flagged": True,
+                                            "kinds": {"sandbox_error": 1, "unverified": 1}}]
+    md = next((reports / "markdown").glob("*.md")).read_text()
+    assert "⚠ reference-advanced_coding_sample" in md and "sandbox_error 1, unverified 1" in md
+
+
 # -- crash and resume: tokens/s is what was measured when the samples were made ---------------------------
 
 TIMED_CONFTEST = '''
@@ -153,6 +195,15 @@ def test_after_a_crash_the_resumed_run_reports_the_original_speed_and_passes_the
     # 0.6 s of generation, its tokens/s would be 80% lower and fail the gate).
     assert (reasoning["generated"], reasoning["generations_reused"]) == (12, 0) and reasoning["load_s"] >= 3.0
 
+    # Once more: everything is stored, so nothing loads and nothing claims a load.
+    again = _run(cwd, [*RESUME_ARGS, BOTH, f"--report-dir={cwd / 'run'}", f"--baseline={baseline}",
+                       "--max-throughput-drop=0.5"])
+    assert again.returncode == 0, again.stdout[-3000:]
+    perf_again = {c["dataset"]: c["performance"] for c in _comparison(cwd / "run")["cases"]}
+    for dataset, p in perf_again.items():
+        assert (p["generated"], p["load_s"], p["prepare_s"]) == (0, None, None)
+        assert p["tokens_per_s"] == perf[dataset]["tokens_per_s"]
+
 
 # -- scorer options: catalog and command line ------------------------------------------------------------------
 
@@ -199,6 +250,13 @@ def test_bfcl_reads_strictly_by_default_and_relaxed_by_option(suite: pytest.Pyte
                                       "bfcl_strict_format=true")
     both.assert_outcomes(passed=1)
     assert _comparison(tmp_path / "d")["cases"][0]["score"] == 0.0
+    # A strict baseline cannot judge a relaxed run: its scores mean something else.
+    strict_baseline = next((tmp_path / "a" / "comparisons").glob("*.json"))
+    refused = suite.runpytest_subprocess(*FC, "--completions", str(replies), f"--report-dir={tmp_path / 'e'}",
+                                         f"--baseline={strict_baseline}", "--scorer-option=bfcl_strict_format=false")
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    refused.stderr.fnmatch_lines(["*replay-function_calling_sample: scorer options differ (defaults -> "
+                                  "{'bfcl_strict_format': False})*"])
 
 
 @pytest.mark.parametrize(("args", "catalog", "message"), [

@@ -118,15 +118,20 @@ def check_run_options(run_options: Sequence[tuple[str | None, str, Any]], datase
                                f"Options of the selected scorers: {', '.join(every) or 'none'}.")
 
 
+def changed(scorer: "Scorer | type[Scorer]", options: dict[str, Any]) -> dict[str, Any]:
+    """The options that differ from the scorer's defaults (what changes its reading)."""
+    known = declared(scorer)
+    return {k: v for k, v in options.items() if k not in known or known[k].default != v}
+
+
 def key_suffix(scorer: "Scorer", options: dict[str, Any]) -> str:
     """What the stored verdicts' scorer version gets appended: empty for the
     default reading, else a short hash of the options that differ from it."""
-    known = declared(scorer)
-    changed = {k: v for k, v in options.items() if k not in known or known[k].default != v}
-    if not changed:
+    changed_ = changed(scorer, options)
+    if not changed_:
         return ""
-    blob = json.dumps(changed, sort_keys=True, default=str).encode()
+    blob = json.dumps(changed_, sort_keys=True, default=str).encode()
     return "+opts." + hashlib.sha256(blob).hexdigest()[:10]
 
 
-__all__ = ["Option", "declared", "validate", "parse_run_option", "resolve", "check_run_options", "key_suffix"]
+__all__ = ["Option", "declared", "validate", "parse_run_option", "resolve", "check_run_options", "changed", "key_suffix"]
