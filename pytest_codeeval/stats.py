@@ -120,6 +120,22 @@ def score_interval(values: Sequence[float], n_boot: int = 2000, seed: int = 0) -
     return bootstrap_mean([values], n_boot=n_boot, seed=seed)
 
 
+def stratified_interval(strata: Sequence[Sequence[float]], n_boot: int = 2000, seed: int = 0) -> Interval:
+    """CI of a model's mean over datasets (strata means): as score_interval
+    for one dataset, else the stratified bootstrap, except when every item
+    of every dataset has the same pass/fail score: the bootstrap then
+    collapses to a point (0.0-0.0% for 18 failures), so the Wilson interval
+    of the pooled items stands in."""
+    kept = [list(s) for s in strata if s]
+    if len(kept) == 1:
+        return score_interval(kept[0], n_boot=n_boot, seed=seed)
+    flat = [v for s in kept for v in s]
+    if flat and is_binary(flat) and len(set(flat)) == 1:
+        w = wilson(int(sum(flat)), len(flat))
+        return Interval(stratified_mean(kept), w.low, w.high, "wilson")
+    return bootstrap_mean(kept, n_boot=n_boot, seed=seed)
+
+
 @dataclass(frozen=True)
 class McNemar:
     only_a: int  # items A passed and B failed

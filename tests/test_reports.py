@@ -291,3 +291,15 @@ def test_presets_side_by_side_show_the_score_difference_on_the_same_items(tmp_pa
     md = out["paths"]["markdown"].read_text()
     assert "-30.0 vs balanced (95% CI" in md and "40 items, significant)" in md
     assert validate_comparison(out["comparison"]) == []
+
+
+def test_a_model_that_never_ran_a_dataset_is_ranked_on_the_shared_ones(tmp_path: Path) -> None:
+    """Merged shards or another category: model_c has no mbpp case at all."""
+    results = [case("model_a", "humaneval", p=0.5), case("model_a", "mbpp", p=0.5),
+               case("model_c", "humaneval", p=0.8)]
+    comp = write(results, tmp_path)["comparison"]
+    assert comp["ranking_basis"] == ["humaneval"]
+    c = next(r for r in comp["rankings"] if r["model"] == "model_c")
+    assert (c["completed"], c["planned"], c["missing"]) == (1, 1, [{"dataset": "mbpp", "why": "not run"}])
+    assert "model_c lacks mbpp" in comp["recommendation"]
+    assert validate_comparison(comp) == []

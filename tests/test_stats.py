@@ -164,3 +164,11 @@ def test_the_gate_test_and_what_it_can_detect() -> None:
     t = stats.drop_test(base, run)
     assert t.method == "paired_bootstrap" and t.significant and t.drop == pytest.approx(1 / 3)
     assert not stats.drop_test(run, base).significant  # better is never a drop
+
+
+def test_a_mean_over_datasets_where_every_item_failed_has_no_point_interval() -> None:
+    """The bootstrap of 18 failures is 0.0-0.0%: Wilson over the pooled items stands in."""
+    ci = stats.stratified_interval([[0.0] * 3] * 6)
+    assert (ci.estimate, ci.low, ci.method) == (0.0, 0.0, "wilson") and ci.high == pytest.approx(0.176, abs=1e-3)
+    assert stats.stratified_interval([[1.0, 0.0]] * 3).method == "bootstrap"
+    assert stats.stratified_interval([[1.0, 0.0, 1.0]]).method == "wilson"  # one dataset: as score_interval

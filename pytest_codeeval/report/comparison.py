@@ -50,7 +50,7 @@ def build_comparison(
     ranking = rankings(cases, multi, per_item)
     basis = ranking_basis(cases, multi)
     paired = paired_comparison(cases, ranking, per_item, multi)
-    by_type = strengths(cases, multi, basis)
+    by_type = strengths(cases, multi, basis or None)  # no common dataset: each over its own
     findings = [g for c in cases for g in (c.get("gating") or [])]
     return {
         "schema_version": SCHEMA_VERSION,

@@ -76,7 +76,7 @@ def rankings(cases: list[dict[str, Any]], multi: bool, per_item: dict[str, dict[
         }
         strata = [list(per_item.get(ds[d]["case_id"], {}).values()) for d in basis]
         if strata and all(strata):
-            ci = stats.bootstrap_mean(strata) if len(strata) > 1 else stats.score_interval(strata[0])
+            ci = stats.stratified_interval(strata)
             row.update(ci_low=ci.low, ci_high=ci.high, ci_method=ci.method)
         rows.append(row)
     if basis:
