@@ -61,6 +61,8 @@ class DatasetSpec:
     max_new_tokens: int = 512
     source_url: str = ""
     n_items: int = 0  # items of the published split (0: unknown); what a dry run says it will download
+    # Options of the dataset's scorer (scoring/options.py), e.g. { bfcl_strict_format = false }
+    scorer_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -273,6 +275,10 @@ def _check_values(where: str, spec: Any) -> None:
             if value not in registry:
                 raise CatalogError(f"{where}: {registry.group[:-1].replace('prompt', 'task_type')} must be one of "
                                    f"{', '.join(registry.names())}, got {value!r}.")
+        if spec.scorer_options:  # only then is the scorer imported (a catalog load stays light)
+            from .scoring.options import validate
+
+            validate(f"{where}.scorer_options", spec.scorer, SCORERS.get(spec.scorer), spec.scorer_options)
     elif isinstance(spec, PresetSpec):
         if not 0.05 <= spec.gpu_memory_utilization <= 1.0:
             raise CatalogError(f"{where}: gpu_memory_utilization must be in (0.05, 1.0], got {spec.gpu_memory_utilization}.")

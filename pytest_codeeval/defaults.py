@@ -40,6 +40,18 @@ DEFAULT_PRESET = "balanced"
 SEED = 1234
 MAX_NEW_TOKENS = 512  # a dataset without its own budget
 
+# -- reports and the gate -------------------------------------------------------
+
+# A case is flagged when at least this share of its samples could not be
+# judged (sandbox_error, unverified: out of n), since its score then rests on
+# noticeably fewer samples than planned, and not at random (a sandbox error
+# hits the heavy items).
+NOT_JUDGED_FLAG_SHARE = 0.05
+# --max-score-drop when none is given: a case regresses when its score on
+# the items it shares with the baseline is lower by more than this AND the
+# one-sided paired test finds the drop significant at 5%.
+GATE_MAX_SCORE_DROP = 0.05
+
 # -- the OpenAI-compatible server engine ----------------------------------------
 
 SERVER_CONCURRENCY = 32  # requests in flight per model

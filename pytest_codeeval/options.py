@@ -80,6 +80,10 @@ def addoptions(parser: pytest.Parser) -> None:
     add("--max-new-tokens", type=int, default=None, metavar="N", help="override each dataset's generation budget")
     add("--seed", type=int, default=defaults.SEED, help="engine-wide sampling seed")
     add("--system-prompt", default=None, metavar="TEXT", help="system prompt for chat models (default: the model's)")
+    add("--scorer-option", action="append", default=None, metavar="[DATASET:]NAME=VALUE",
+        help="set a scorer option (repeatable), for every selected dataset whose scorer has it or for one dataset; "
+             "VALUE is a TOML value, e.g. --scorer-option=bfcl_strict_format=false (overrides the catalog's "
+             "scorer_options)")
     add("--ground-truth", action="store_true",
         help="run every selected dataset's reference answers through its scorer (code: the sandbox); "
              "cases under 100%% fail")
@@ -90,11 +94,12 @@ def addoptions(parser: pytest.Parser) -> None:
     add("--fresh", action="store_true",
         help="ignore stored generations and verdicts: generate and score everything again (replacing them)")
     add("--baseline", default=None, metavar="FILE",
-        help="an earlier comparison JSON: a case fails when its score drops by more than the baseline's "
-             "confidence interval (or --max-score-drop), or its throughput by more than --max-throughput-drop; "
-             "write --baseline=FILE")
+        help="an earlier comparison JSON: a case fails when, on the items it shares with the baseline, its score "
+             "drops by more than --max-score-drop and a one-sided paired test finds the drop significant, or its "
+             "throughput drops by more than --max-throughput-drop; write --baseline=FILE")
     add("--max-score-drop", type=float, default=None, metavar="X",
-        help="with --baseline: allowed drop of the primary score, absolute (0.05 = 5 points); default: the CI")
+        help=f"with --baseline: allowed drop of the primary score, absolute (default {defaults.GATE_MAX_SCORE_DROP}: "
+             "5 points)")
     add("--min-score", type=float, default=None, metavar="X",
         help="absolute floor: a case whose primary score is below X (0..1) fails")
     add("--max-throughput-drop", type=float, default=None, metavar="R",
@@ -139,6 +144,7 @@ class RunOptions:
     min_score: float | None = None
     max_throughput_drop: float | None = None
     hub_retries: int = 0
+    scorer_options: tuple[tuple[str | None, str, Any], ...] = ()  # --scorer-option: (dataset or None, name, value)
 
     @property
     def pseudo_model(self) -> str | None:
@@ -232,6 +238,7 @@ def parse_options(config: pytest.Config) -> RunOptions:
         data_parallel=_data_parallel(opt.data_parallel),
         markexpr=(opt.markexpr or "").strip(),
         hub_retries=int(opt.hub_retries),
+        scorer_options=_scorer_options(getattr(opt, "scorer_option", None)),
         **_gating_options(opt),
     )
 
@@ -258,6 +265,12 @@ def _gating_options(opt: Any) -> dict[str, Any]:
         "fresh": bool(opt.fresh), "baseline": baseline, "max_score_drop": opt.max_score_drop,
         "min_score": opt.min_score, "max_throughput_drop": opt.max_throughput_drop,
     }
+
+
+def _scorer_options(raw: list[str] | None) -> tuple[tuple[str | None, str, Any], ...]:
+    from .scoring.options import parse_run_option
+
+    return tuple(parse_run_option(r) for r in raw or [])
 
 
 def _parse_samples(raw: str | None) -> int | None:

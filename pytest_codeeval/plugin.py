@@ -295,10 +295,9 @@ def _gate(state: CodeevalSession, result: CaseResult) -> None:
     gate = state.durable.gate if state.durable is not None else None
     if gate is None or not gate.active:
         return
-    from .gating import check_case, failure_message
+    from .gating import apply, failure_message
 
-    regressions = check_case(result, gate)
-    result.gating = regressions
+    regressions = apply(result, gate)  # result.gating keeps every finding, notes included
     if regressions:
         result.status = "failed"
         pytest.fail(failure_message(regressions), pytrace=False)

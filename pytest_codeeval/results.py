@@ -119,7 +119,9 @@ class CaseResult:
     wall_s: float = 0.0
     error: str | None = None  # why the case could not run (status "error")
     ci: dict[str, Any] | None = None  # 95% interval of the score (filled by the comparison)
-    gating: list[dict[str, Any]] | None = None  # regressions found by the gate (None: not gated)
+    # The gate's findings (None: not gated): regressions ("regression": true, the case fails)
+    # and notes (the paired test's figures, a sample too small to detect the allowed drop).
+    gating: list[dict[str, Any]] | None = None
     sample_log: str | None = None  # relative path of the per-sample log (filled by the report writer)
     samples: list[SampleRow] = field(default_factory=list)
 

@@ -125,6 +125,11 @@ class CodeevalSession:
             self._items[dataset] = load_dataset(self.catalog.dataset(dataset), self.load_ctx)
         return self._items[dataset][: self.options.samples]
 
+    def all_items(self, dataset: str) -> list[Item]:
+        """Every item of the dataset, --samples or not (the gate hashes a baseline's first n)."""
+        self.items(dataset)
+        return self._items[dataset]
+
     def prepare(self, cases: list[Case], dry_run: bool = False) -> None:
         """Load every selected dataset and check the completions file, so bad
         input is a usage error before any model loads.  A dry run
@@ -141,6 +146,7 @@ class CodeevalSession:
                     f"--engine server needs the address of an OpenAI-compatible server for model {model!r}: give "
                     "--base-url=http://127.0.0.1:8000/v1 (several, comma-separated, for replicas) or base_urls "
                     f"in [tool.codeeval.models.{model}].")
+        self._check_scorer_options(cases)
         for dataset in dict.fromkeys(c.dataset for c in cases):
             get_scorer(self.catalog.dataset(dataset).scorer)  # a scorer that cannot be built is a usage error now
             try:
@@ -157,6 +163,19 @@ class CodeevalSession:
             # every dataset cannot tell; the real run checks.
             known = {item.id for items in self._items.values() for item in items}
             check_completions(self.completions(), known, self.options.completions)
+
+    def _check_scorer_options(self, cases: list[Case]) -> None:
+        """Every --scorer-option reaches a selected dataset and fits its scorer: a usage error now."""
+        if not self.options.scorer_options:
+            return
+        from .registry import SCORERS
+        from .scoring.options import check_run_options
+
+        datasets = list(dict.fromkeys(c.dataset for c in cases))
+        check_run_options(self.options.scorer_options,
+                          {d: SCORERS.get(self.catalog.dataset(d).scorer) for d in datasets}, datasets)
+        for d in datasets:
+            self.scorer_options(d)
 
     def completions(self) -> dict[str, list[str]]:
         if self._completions is None:
@@ -185,8 +204,17 @@ class CodeevalSession:
         return CaseInputs(
             case_id=case.id, model=self.model_spec(case.model), preset=case.preset,
             dataset=self.catalog.dataset(case.dataset), requests=self.requests(case), ks=self.options.pass_k,
-            categories=case.categories,
+            categories=case.categories, scorer_options=self.scorer_options(case.dataset),
         )
+
+    def scorer_options(self, dataset: str) -> dict[str, Any]:
+        """The dataset's scorer options: the catalog's, then --scorer-option (scoring/options.py)."""
+        from .registry import SCORERS
+        from .scoring.options import resolve
+
+        spec = self.catalog.dataset(dataset)
+        return resolve(dataset, spec.scorer, SCORERS.get(spec.scorer), spec.scorer_options,
+                       self.options.scorer_options)
 
     # -- engines and scorers ------------------------------------------
     def parallelism(self, model_name: str) -> tuple[int, int]:
@@ -247,7 +275,7 @@ class CodeevalSession:
         from .store import open_store
 
         o = self.options
-        gate = gate_options(o)
+        gate = gate_options(o, self)  # a baseline of other data, prompts or sampling is a usage error here
         ensure_writable(self.report_dir)
         self.run_id = worker.get("codeeval_run_id", self.run_id)
         log = start_run_log(self.report_dir, self.run_id, worker.get("workerid", "main"))

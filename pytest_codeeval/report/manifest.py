@@ -88,8 +88,14 @@ def run_manifest(state: Any) -> dict[str, Any]:
     template hashes and the sandbox's isolation level."""
     from ..prompts import template_hash
 
+    from ..gating import items_sha256
+
     task_types = sorted({state.catalog.dataset(c.dataset).task_type for c in state.selected})
     extra: dict[str, Any] = {"prompt_templates": {t: template_hash(t) for t in task_types}}
+    # What the gate compares a later run's data with (the items this run evaluated).
+    datasets = dict.fromkeys(c.dataset for c in state.selected)
+    extra["datasets"] = {d: {"sha256": items_sha256(state.items(d)), "n_items": len(state.items(d))}
+                         for d in datasets}
     try:
         from ..sandbox import probe_isolation
 

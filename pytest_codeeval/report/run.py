@@ -19,6 +19,7 @@ def run_options(state: Any) -> dict[str, Any]:
             "temperature": o.temperature, "top_p": o.top_p, "seed": o.seed,
             "max_new_tokens": o.max_new_tokens, "completions": str(o.completions) if o.completions else None,
             "baseline": str(o.baseline) if o.baseline else None, "fresh": o.fresh,
+            "scorer_options": [f"{d + ':' if d else ''}{n}={v!r}" for d, n, v in o.scorer_options],
             "store": str(state.durable.store.path) if state.durable is not None else None}
 
 

@@ -29,6 +29,7 @@ from ..sandbox import Limits, Outcome, SampleJob, SandboxPool, TimeLimits, Timin
 from ..sandbox.limits import item_key
 from .. import metrics as m
 from .base import ScoreContext, Scorer
+from .options import Option
 
 
 def _defines(code: str, name: str) -> bool:
@@ -125,6 +126,7 @@ class CodeExecScorer(Scorer):
     # model failure: the report shows how many there were.
     metrics = (m.pass_at_k(), m.count(("sandbox_error",), "sandbox_errors"),
                m.count(("unverified",), "unverified"))
+    options = {"sandbox_limits": Option(dict, {}, "per-sample sandbox limits, a table of Limits fields")}
 
     def __init__(self, limits: Limits | None = None, workers: int | None = None,
                  timing_cache: TimingCache | None = None) -> None:
