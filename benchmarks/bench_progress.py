@@ -37,7 +37,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_throughput import _options, _setup  # noqa: E402  (the same prompts and engine settings)
+from bench_throughput import _options, _requests, _setup  # noqa: E402  (the same prompts and engine settings)
 
 
 def main() -> None:
@@ -60,7 +60,7 @@ def main() -> None:
     engine.load()
     print(f"load {engine.stats.load_seconds:.1f} s; {len(prompts)} prompts, {args.max_new_tokens} new tokens, "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
-    sampling = SamplingConfig(temperature=0.0, max_new_tokens=args.max_new_tokens, n=1)
+    requests = _requests(prompts, items, SamplingConfig(temperature=0.0, max_new_tokens=args.max_new_tokens, n=1))
     devnull = open(os.devnull, "w")
 
     thread_share: list[float] = []
@@ -71,15 +71,15 @@ def main() -> None:
         if with_progress:
             sink = CallProgress("bench", devnull, tty=True, interval_s=1.0, refresh_s=0.5)
             with reporting(sink):
-                engine.generate(prompts, items, sampling)
+                engine.generate(requests)
             assert sink.done == len(prompts), "the sink missed finished prompts"
             thread_share.append(sink.thread_cpu_s / engine.last_call["wall_s"])
         else:
-            engine.generate(prompts, items, sampling)
+            engine.generate(requests)
         return engine.last_call["wall_s"], engine.last_call["completion_tokens"], sum(me.cpu_times()[:2]) - cpu0
 
     try:
-        engine.generate(prompts[:2], items[:2], SamplingConfig(temperature=0.0, max_new_tokens=8))  # warm-up
+        engine.generate(_requests(prompts[:2], items[:2], SamplingConfig(temperature=0.0, max_new_tokens=8)))
         ratios, cpu_ratios = [], []
         for r in range(args.rounds):
             order = [False, True] if r % 2 == 0 else [True, False]

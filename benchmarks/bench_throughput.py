@@ -10,8 +10,8 @@ separate processes so that each starts with all of the machine's memory:
   benchmark case runs (the prompts are built before the clock starts, as in
   the runner);
 * bare: ``LLM(**same engine kwargs).chat(all prompts, SamplingParams(...))``;
-* hf: transformers ``generate`` on one left-padded batch of all prompts, the
-  naive baseline.
+* hf: the suite's transformers engine (``--engine hf``): ``generate`` on one
+  left-padded batch of all prompts, the naive baseline.
 
 tokens/s counts generated tokens (up to and including EOS) over the wall time
 of the generation call only; load time is printed separately. The target is
@@ -46,6 +46,12 @@ def _setup(args: argparse.Namespace) -> tuple[Any, dict[str, Any], list[Any], li
     return model, settings, items, prompts
 
 
+def _requests(prompts: list[Any], items: list[Any], sampling: Any) -> list[Any]:
+    from pytest_codeeval.engines.base import Request
+
+    return [Request(p, it, sampling) for p, it in zip(prompts, items)]
+
+
 def _options() -> dict[str, Any]:
     return {"base_url": None, "server_model": None, "system_prompt": None, "cache_dir": None,
             "seed": 1234, "concurrency": 32, "timeout_s": 600.0}
@@ -60,8 +66,8 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
     engine.load()
     try:
         sampling = SamplingConfig(temperature=0.0, max_new_tokens=args.max_new_tokens, n=1)
-        engine.generate(prompts[:2], items[:2], SamplingConfig(temperature=0.0, max_new_tokens=8))  # warm-up
-        engine.generate(prompts, items, sampling)
+        engine.generate(_requests(prompts[:2], items[:2], SamplingConfig(temperature=0.0, max_new_tokens=8)))
+        engine.generate(_requests(prompts, items, sampling))
         call = engine.last_call
         return {"load_s": engine.stats.load_seconds, "wall_s": call["wall_s"],
                 "completion_tokens": call["completion_tokens"], "prompt_tokens": call["prompt_tokens"],
@@ -96,7 +102,7 @@ def run_paired(args: argparse.Namespace) -> dict[str, Any]:
             outputs = llm.chat(conversations, params, use_tqdm=False)
             bare_s = time.perf_counter() - start
             bare_tokens = sum(len(c.token_ids) for o in outputs for c in o.outputs)
-            engine.generate(prompts, items, sampling)
+            engine.generate(_requests(prompts, items, sampling))
             rounds.append({"bare_tps": bare_tokens / bare_s, "suite_tps": engine.last_call["tokens_per_s"],
                            "bare_tokens": bare_tokens, "suite_tokens": engine.last_call["completion_tokens"]})
             print(f"    round: bare {rounds[-1]['bare_tps']:.1f} tokens/s, suite {rounds[-1]['suite_tps']:.1f} tokens/s",
@@ -136,39 +142,20 @@ def run_bare(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_hf(args: argparse.Namespace) -> dict[str, Any]:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """The suite's transformers engine (--engine hf): one left-padded batch of all prompts."""
+    from pytest_codeeval.engines.base import SamplingConfig
+    from pytest_codeeval.engines.hf import HFEngine
 
-    from pytest_codeeval.engines.vllm_engine import VLLMEngine
-
-    model, settings, _, prompts = _setup(args)
-    path = VLLMEngine(model, settings, _options()).resolve_model()
-    start = time.perf_counter()
-    tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    # The same dtype vLLM runs with (float32 on CPUs without native bf16).
-    dtype = {"float32": torch.float32, "float16": torch.float16}.get(
-        VLLMEngine(model, settings, _options()).build_engine_kwargs(on_gpu=torch.cuda.is_available())["dtype"],
-        torch.bfloat16)
-    lm = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-    lm.eval()
-    load_s = time.perf_counter() - start
-    texts = [tokenizer.apply_chat_template(list(p.messages), add_generation_prompt=True, tokenize=False)
-             for p in prompts]
-    batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-    start = time.perf_counter()
-    with torch.inference_mode():
-        out = lm.generate(**batch, max_new_tokens=args.max_new_tokens, do_sample=False,
-                          pad_token_id=tokenizer.pad_token_id)
-    wall = time.perf_counter() - start
-    new = out[:, batch["input_ids"].shape[1]:]
-    eos = tokenizer.eos_token_id
-    tokens = 0
-    for row in new.tolist():  # count up to and including the first EOS, as vLLM does
-        tokens += row.index(eos) + 1 if eos in row else len(row)
-    return {"load_s": load_s, "wall_s": wall, "completion_tokens": tokens,
-            "prompt_tokens": int(batch["attention_mask"].sum())}
+    model, settings, items, prompts = _setup(args)
+    engine = HFEngine(model, {**settings, "hf_batch_size": len(prompts)}, _options())
+    engine.load()
+    try:
+        engine.generate(_requests(prompts, items, SamplingConfig(temperature=0.0, max_new_tokens=args.max_new_tokens)))
+        call = engine.last_call
+        return {"load_s": engine.stats.load_seconds, "wall_s": call["wall_s"],
+                "completion_tokens": call["completion_tokens"], "prompt_tokens": call["prompt_tokens"]}
+    finally:
+        engine.close()
 
 
 PHASES = {"suite": run_suite, "bare": run_bare, "hf": run_hf, "paired": run_paired}

@@ -69,7 +69,7 @@ def main() -> None:
     from pytest_codeeval.catalog import load_catalog
     from pytest_codeeval.datasets import load_dataset
     from pytest_codeeval.datasets.context import LoadContext
-    from pytest_codeeval.engines.base import SamplingConfig
+    from pytest_codeeval.engines.base import Request, SamplingConfig
     from pytest_codeeval.engines.memory import Nvml
     from pytest_codeeval.engines.vllm_engine import VLLMEngine
     from pytest_codeeval.prompts import build_prompt
@@ -101,9 +101,10 @@ def main() -> None:
             engine.load()
             row["load_s"] = engine.stats.load_seconds
             row["used_after_load_gib"] = nvml.info()[0] / GIB
-            engine.generate(prompts[:2], items[:2], SamplingConfig(max_new_tokens=8))  # warm-up
+            warm = SamplingConfig(max_new_tokens=8)
+            engine.generate([Request(p, it, warm) for p, it in zip(prompts[:2], items[:2])])  # warm-up
             start = time.perf_counter()
-            gens = engine.generate(prompts, items, sampling)
+            gens = engine.generate([Request(p, it, sampling) for p, it in zip(prompts, items)])
             row["wall_s"] = time.perf_counter() - start
             call = engine.last_call
             row.update(completion_tokens=call["completion_tokens"], prompt_tokens=call["prompt_tokens"],

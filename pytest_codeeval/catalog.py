@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CatalogError
-from .items import TASK_TYPES
 
 CATALOG_DIR = Path(__file__).parent / "catalog"
 SECTIONS = ("models", "datasets", "categories", "presets")
@@ -32,11 +31,13 @@ class ModelSpec:
     dtype: str
     max_model_len: int
     tensor_parallel_size: int = 1
+    data_parallel_size: int = 1  # replicas on disjoint GPUs (--data-parallel overrides)
     reasoning: bool = False
     revision: str = ""
     source: str = "hf"  # "hf" | "smollm2_package" | "path"
     path: str = ""  # a local weights folder, for source = "path"
     system_prompt: str = ""
+    base_urls: tuple[str, ...] = ()  # OpenAI-compatible servers of this model (--engine server; replicas)
     engine: dict[str, Any] = field(default_factory=dict)  # preset overrides
 
     @property
@@ -59,6 +60,9 @@ class DatasetSpec:
     local_path: str = ""
     max_new_tokens: int = 512
     source_url: str = ""
+    n_items: int = 0  # items of the published split (0: unknown); what a dry run says it will download
+    # Options of the dataset's scorer (scoring/options.py), e.g. { bfcl_strict_format = false }
+    scorer_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,7 @@ class PresetSpec:
     swap_space_gib: float
     cpu_kvcache_space_gib: float
     cpu_enforce_eager: bool
+    hf_batch_size: int = 16  # the transformers engine (--engine hf): prompts per generate() call
 
     def settings(self) -> dict[str, Any]:
         """The engine settings only (no name/description)."""
@@ -264,8 +269,16 @@ def _check_values(where: str, spec: Any) -> None:
                 f"{where}.engine: unknown setting(s) {', '.join(bad)}. Known: {', '.join(PRESET_SETTING_NAMES)}."
             )
     elif isinstance(spec, DatasetSpec):
-        if spec.task_type not in TASK_TYPES:
-            raise CatalogError(f"{where}: task_type must be one of {', '.join(TASK_TYPES)}, got {spec.task_type!r}.")
+        from .registry import LOADERS, PROMPTS, SCORERS
+
+        for registry, value in ((PROMPTS, spec.task_type), (LOADERS, spec.loader), (SCORERS, spec.scorer)):
+            if value not in registry:
+                raise CatalogError(f"{where}: {registry.group[:-1].replace('prompt', 'task_type')} must be one of "
+                                   f"{', '.join(registry.names())}, got {value!r}.")
+        if spec.scorer_options:  # only then is the scorer imported (a catalog load stays light)
+            from .scoring.options import validate
+
+            validate(f"{where}.scorer_options", spec.scorer, SCORERS.get(spec.scorer), spec.scorer_options)
     elif isinstance(spec, PresetSpec):
         if not 0.05 <= spec.gpu_memory_utilization <= 1.0:
             raise CatalogError(f"{where}: gpu_memory_utilization must be in (0.05, 1.0], got {spec.gpu_memory_utilization}.")

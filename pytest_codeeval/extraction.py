@@ -66,16 +66,6 @@ def extract_code(text: str, entry_point: str | None = None) -> str:
     return text[match.start():] if match else text
 
 
-def truncate_at_stop(text: str, stops: tuple[str, ...] | list[str]) -> str:
-    """Cut a completion at the first stop sequence (for base-model prompts)."""
-    cut = len(text)
-    for s in stops:
-        i = text.find(s)
-        if i != -1:
-            cut = min(cut, i)
-    return text[:cut]
-
-
 # lm-evaluation-harness gsm8k.yaml filters, verbatim:
 #   strict-match:     regex "#### (\-?[0-9\.\,]+)", take first
 #   flexible-extract: regex "(-?[$0-9.,]{2,})|(-?[0-9]+)", group_select -1 (the last match)

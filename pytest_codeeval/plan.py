@@ -17,10 +17,11 @@ from typing import Any, Iterable
 
 import pytest
 
+from . import defaults
 from .catalog import Catalog, category_datasets
 from .options import RunOptions
 
-DEFAULT_CATEGORY = "cpu_smoke"
+DEFAULT_CATEGORY = defaults.DEFAULT_CATEGORY
 ENGINE_KEY_SEP = "@"
 
 
@@ -129,6 +130,10 @@ def check_markexpr(markexpr: str, catalog: Catalog, known_markers: Iterable[str]
             catalog.category(ident)  # raises the "unknown category ... did you mean" error
 
 
+def registered_markers(config: pytest.Config) -> list[str]:
+    return [line.split(":")[0].split("(")[0].strip() for line in config.getini("markers")]
+
+
 def categories_in(markexpr: str, catalog: Catalog) -> list[str]:
     return [i for i in dict.fromkeys(_IDENT.findall(markexpr)) if i in catalog.categories]
 
@@ -165,3 +170,24 @@ def write_plan(path: Path, cases: list[Case], options: RunOptions, label: str, n
         "cases": [{**c.to_dict(), "n_items": n_items.get(c.dataset)} for c in cases],
     }
     path.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def write_dry_run_plan(state: Any) -> list[tuple[str, bool]]:
+    """Write the plan JSON of the selected cases (reports/plans/...) and
+    return the lines to show: (text, is_warning)."""
+    from .session import ensure_writable
+
+    o = state.options
+    label = plan_label(o, state.catalog)
+    ensure_writable(state.report_dir)
+    path = state.report_dir / "plans" / f"{label}_{'+'.join(o.presets)}_plan.json"
+    datasets = {c.dataset for c in state.selected} - set(state.unavailable)
+    n_items = {d: len(state.items(d)) for d in datasets}
+    for d in state.unavailable:  # not here: the count the catalog knows, capped by --samples
+        known = state.catalog.dataset(d).n_items or None
+        n_items[d] = min(known, o.samples) if known and o.samples else known
+    write_plan(path, state.selected, o, label, n_items)
+    lines = [(summary_line(state.selected, o.presets), False)]
+    lines += [(why.dry_run_line(name), True) for name, why in state.unavailable.items()]
+    lines.append((f"codeeval plan written to {path}", False))
+    return lines

@@ -1,27 +1,29 @@
 """pytest-codeeval's hooks and fixtures (registered through the pytest11 entry point).
 
-Module-level hooks only; the state lives in CodeevalSession under a StashKey.
-Hooks run on xdist workers too: workers attach plain-data case results to
-their test reports (pytest_runtest_makereport) and the controller collects
-them (pytest_runtest_logreport) and writes the reports at session end.
+A table of short hooks, as pytest-benchmark's plugin is: the state lives in
+one ``CodeevalSession`` under a StashKey, created only when the run uses the
+suite (activation.py: otherwise the plugin stays silent in other people's
+projects).  Hooks run on xdist workers too: workers attach plain-data case
+results to their test reports (pytest_runtest_makereport) and the
+controller's ResultCollector (collector.py) gathers them; reports are
+written at session end on the controller only.
 """
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
 from typing import Any, Callable, Generator
 
 import pytest
 
-from .plan import Case, case_marks, check_markexpr, plan_label, split_engine_key, summary_line
-from .session import CodeevalSession, ensure_writable
+from .errors import CodeevalError
+from .plan import Case, case_marks
+from .results import CaseResult
+from .session import CodeevalSession
 
 SESSION_KEY = pytest.StashKey[CodeevalSession]()
-RESULT_KEY = pytest.StashKey[dict[str, Any]]()
-PATHS_KEY = pytest.StashKey[dict[str, Path]]()
-# The run's store, gate options and log path (store.py, gating.py, runlog.py).
-DURABLE_KEY = pytest.StashKey[dict[str, Any]]()
+RESULT_KEY = pytest.StashKey[CaseResult]()
+# A usage error found while collecting (the suite woke up there): raised once collection is over.
+PENDING_ERROR_KEY = pytest.StashKey[CodeevalError]()
 CASE_FIXTURE = "codeeval_case"
 ENGINE_FIXTURE = "codeeval_engine"
 
@@ -32,21 +34,45 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     addoptions(parser)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    """Before any conftest: a path option written with a space must not have
+    moved pytest's rootdir or configfile (rootdir_check.py)."""
+    from .rootdir_check import check_rootdir
+
+    check_rootdir(early_config)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
-    state = CodeevalSession(config)
+    from .activation import requested
+
+    if requested(config):
+        _activate(config)
+
+
+def _activate(config: pytest.Config) -> CodeevalSession:
+    """Create the run's state (once): parse options and the catalog, register markers and roles."""
+    state = config.stash.get(SESSION_KEY, None)
+    if state is not None:
+        return state
+    state = CodeevalSession.from_config(config)
     config.stash[SESSION_KEY] = state
     for line in state.marker_lines():
         config.addinivalue_line("markers", line)
     if not _is_worker(config):
-        config.pluginmanager.register(ResultCollector(state), "codeeval-results")
+        from .collector import ResultCollector
+
+        config.pluginmanager.register(ResultCollector(state.record, lambda cid: cid in state.results),
+                                      "codeeval-results")
     from .interrupt import register as register_guard
 
     register_guard(config, state)  # SIGTERM like Ctrl-C, engine supervision, leftovers swept (once the suite runs)
+    return state
 
 
-def _state(config: pytest.Config) -> CodeevalSession:
-    return config.stash[SESSION_KEY]
+def _state(config: pytest.Config) -> CodeevalSession | None:
+    return config.stash.get(SESSION_KEY, None)
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -55,23 +81,25 @@ def _is_worker(config: pytest.Config) -> bool:
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     state = _state(config)
-    o = state.options
-    lines = [f"codeeval: engine {o.engine}, preset {','.join(o.presets)}, report dir {o.report_dir}"]
-    try:
-        from .sandbox import probe_isolation, samples_cannot_import
+    if state is None:
+        return []
+    from .report.manifest import sandbox_line
 
-        level = probe_isolation()
-        why = samples_cannot_import(level)
-        lines.append(f"codeeval sandbox: {level}" + (f" (WARNING: {why})" if why else ""))
-    except ImportError:  # the sandbox is optional for model-free, non-code runs
-        pass
-    return lines
+    o = state.options
+    return [f"codeeval: engine {o.engine}, preset {','.join(o.presets)}, report dir {o.report_dir}",
+            *sandbox_line()]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if CASE_FIXTURE not in metafunc.fixturenames:
         return
-    cases = _state(metafunc.config).plan()
+    try:
+        cases = _activate(metafunc.config).plan()
+    except CodeevalError as e:
+        # A usage error during collection would become a collection error;
+        # it is raised as what it is once collection ends.
+        metafunc.config.stash[PENDING_ERROR_KEY] = e
+        cases = []
     # One parametrize call for the pair: the engine is indirect and
     # session-scoped, so pytest's reordering loads each model once and
     # tears it down before the next (see --setup-plan).
@@ -85,134 +113,141 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    pending = config.stash.get(PENDING_ERROR_KEY, None)
+    if pending is not None:
+        raise pending
     state = _state(config)
-    selected = [_case_of(item) for item in items if _case_of(item) is not None]
+    if state is None:
+        return
+    from .plan import check_markexpr, registered_markers
+
+    selected = [c for c in map(_case_of, items) if c is not None]
     if not selected and not state.cases:
         return
     if state.options.markexpr:
-        check_markexpr(state.options.markexpr, state.catalog, _registered_markers(config))
-    state.prepare([c for c in selected if c is not None], dry_run=config.option.collectonly or config.option.setupplan)
+        check_markexpr(state.options.markexpr, state.catalog, registered_markers(config))
+    state.prepare(selected, dry_run=config.option.collectonly or config.option.setupplan)
+    if state.selected:
+        from .warning_filters import quiet_dependency_warnings
+
+        quiet_dependency_warnings(config)
     if not config.option.collectonly and state.selected:
-        _start_durable(config, state)
+        state.start(config.workerinput if _is_worker(config) else {})  # type: ignore[attr-defined]
+        if not _is_worker(config) and not config.pluginmanager.has_plugin("codeeval-progress"):
+            from .progress import ProgressPlugin
+
+            config.pluginmanager.register(ProgressPlugin(len(state.selected), config), "codeeval-progress")
 
 
-def _start_durable(config: pytest.Config, state: CodeevalSession) -> None:
-    """Check the baseline and the report dir, open the store and the run
-    log: bad input is a usage error here, before anything is written."""
-    from .gating import gate_options
-    from .runlog import start_run_log
-    from .store import STORE_FILENAME, open_store
+def pytest_collection_finish(session: pytest.Session) -> None:
+    state = _state(session.config)
+    if state is None or not state.selected or _is_worker(session.config):
+        return
+    from .plan import write_dry_run_plan
 
-    o = state.options
-    gate = gate_options(o)
-    ensure_writable(state.report_dir)
-    worker = config.workerinput if _is_worker(config) else {}  # type: ignore[attr-defined]
-    run_id = worker.get("codeeval_run_id", state.run_id)
-    log = start_run_log(state.report_dir, run_id, worker.get("workerid", "main"))
-    store = open_store(o.store or state.report_dir / STORE_FILENAME, run_id)
-    config.stash[DURABLE_KEY] = {"store": store, "gate": gate, "log": log}
-    if not _is_worker(config) and not config.pluginmanager.has_plugin("codeeval-progress"):
-        from .progress import ProgressPlugin
-
-        config.pluginmanager.register(ProgressPlugin(len(state.selected), config), "codeeval-progress")
+    tr = session.config.pluginmanager.get_plugin("terminalreporter")
+    lines = write_dry_run_plan(state)
+    if tr is not None:
+        for text, yellow in lines:
+            if yellow or session.config.option.verbose >= 0 or not text.startswith("codeeval plan written"):
+                tr.write_line(text, yellow=yellow)
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
-    """xdist: workers log into the controller's run log."""
-    node.workerinput["codeeval_run_id"] = _state(node.config).run_id
+    """xdist: workers log into the controller's run log and store under its run id,
+    and learn the controller's --dist mode (a worker's own reads "no")."""
+    state = _state(node.config)
+    if state is not None:
+        node.workerinput["codeeval_run_id"] = state.run_id
+    node.workerinput["codeeval_dist"] = node.config.getvalue("dist")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """--dist loadgroup: group a model's cases by the plan (scheduling.py says why)."""
+    state = _state(config)
+    if state is None or config.getvalue("dist") != "loadgroup":
+        return None
+    from .scheduling import ModelScheduling
+
+    return ModelScheduling(config, log, {c.id: c.engine_key for c in state.plan()})
 
 
 def _case_of(item: pytest.Item) -> Case | None:
     callspec = getattr(item, "callspec", None)
-    if callspec is None:
-        return None
-    case = callspec.params.get(CASE_FIXTURE)
+    case = callspec.params.get(CASE_FIXTURE) if callspec is not None else None
     return case if isinstance(case, Case) else None
-
-
-def _registered_markers(config: pytest.Config) -> list[str]:
-    return [line.split(":")[0].split("(")[0].strip() for line in config.getini("markers")]
-
-
-def pytest_collection_finish(session: pytest.Session) -> None:
-    config = session.config
-    state = _state(config)
-    if not state.selected or _is_worker(config):
-        return
-    label = plan_label(state.options, state.catalog)
-    line = summary_line(state.selected, state.options.presets)
-    from .plan import write_plan
-
-    ensure_writable(state.report_dir)
-    path = state.report_dir / "plans" / f"{label}_{'+'.join(state.options.presets)}_plan.json"
-    datasets = {c.dataset for c in state.selected} - set(state.unavailable)
-    write_plan(path, state.selected, state.options, label, {d: len(state.items(d)) for d in datasets})
-    tr = config.pluginmanager.get_plugin("terminalreporter")
-    if tr is not None:
-        tr.write_line(line)
-        for name, why in state.unavailable.items():
-            tr.write_line(f"codeeval: dataset {name} would fail to load: {why}", yellow=True)
-        if config.option.verbose >= 0:
-            tr.write_line(f"codeeval plan written to {path}")
 
 
 # -- fixtures ---------------------------------------------------------------
 
 
+def _active(config: pytest.Config) -> CodeevalSession:
+    return _activate(config)
+
+
 @pytest.fixture(scope="session")
 def codeeval(request: pytest.FixtureRequest) -> CodeevalSession:
-    """The run's state: catalog, options, datasets."""
-    return _state(request.config)
+    """The run's state: catalog, options, datasets, store."""
+    return _active(request.config)
 
 
 @pytest.fixture(scope="session")
 def codeeval_engine(request: pytest.FixtureRequest) -> Generator[Any, None, None]:
-    """One loaded engine per model x preset, shut down before the next loads."""
-    state = _state(request.config)
-    durable = request.config.stash.get(DURABLE_KEY, None)
-    model_name, _ = split_engine_key(request.param)
-    store = durable.get("store") if durable else None
-    if store is None or state.options.fresh or not store.has_model(model_name):
-        # Nothing stored to reuse: load now, so a model that fails to load
-        # marks its cases as errors (setup) with the reason.
-        engine = state.open_engine(request.param)
-    else:
-        # The store holds generations of this model: it loads on the first
-        # one the store lacks, so a rerun or a re-scoring may load none.
-        from .store import DeferredEngine
+    """One engine per model x preset, behind the store, closed before the next loads.
 
-        engine = DeferredEngine(lambda: state.open_engine(request.param), state.options.engine, request.param)
+    One submission per model: at setup, every request of the model's
+    selected cases goes to the engine together (only those the store lacks;
+    the model loads only then).  Each case then finds its share stored.
+    When xdist may split a model's cases over workers (a --dist other than
+    loadgroup), each case asks for its own instead."""
+    state = _active(request.config)
+    engine = state.caching_engine(request.param)
     try:
+        if _one_submission(request.config):
+            from .progress import call_progress, reporting
+
+            with reporting(call_progress(request.config, request.param)):  # the engine reports its call's progress
+                engine.generate(state.engine_requests(request.param))
         yield engine
     finally:
         engine.close()
 
 
+def _one_submission(config: pytest.Config) -> bool:
+    worker = getattr(config, "workerinput", None)
+    dist = worker.get("codeeval_dist", "no") if worker is not None else getattr(config.option, "dist", "no")
+    return (dist or "no") in ("no", "loadgroup")
+
+
 @pytest.fixture
-def codeeval_run(request: pytest.FixtureRequest, codeeval: CodeevalSession) -> Callable[[Case, Any], dict[str, Any]]:
-    """Runs a case with its engine; the generation is timed by pytest-benchmark
-    (one round) when it is active, and the result is kept for the report."""
+def codeeval_run(request: pytest.FixtureRequest, codeeval: CodeevalSession) -> Callable[[Case, Any], CaseResult]:
+    """Runs a case with its engine.  With pytest-benchmark active (no xdist),
+    the case is timed as one round: looking up its generations (made at
+    engine setup, one submission per model) and scoring them; the case's
+    share of the generation is in ``extra_info``."""
     from .runner import run_case
 
     bench = _benchmark(request)
-    timer = _benchmark_timer(bench)
 
-    def run(case: Case, engine: Any) -> dict[str, Any]:
+    def run(case: Case, engine: Any) -> CaseResult:
         if codeeval.options.ground_truth:
             _skip_without_references(codeeval, case)
-        durable = request.config.stash.get(DURABLE_KEY, {})
-        from .progress import call_progress, case_progress, reporting
+        inputs = codeeval.case_inputs(case)
+        scorer = codeeval.stored_scorer(case.dataset)
+        call = lambda: run_case(inputs, engine, scorer)  # noqa: E731
+        from .progress import call_progress, reporting
 
-        with reporting(call_progress(request.config, case.id)):  # the engine reports its call's progress
-            result = run_case(codeeval.case_inputs(case), engine, timer=timer, store=durable.get("store"),
-                              fresh=codeeval.options.fresh, progress=case_progress(request.config, case.id))
+        with reporting(call_progress(request.config, case.id)):  # a case's own engine call, if it makes one
+            result: CaseResult = bench.pedantic(call, rounds=1, iterations=1) if bench is not None else call()
         request.node.stash[RESULT_KEY] = result
         _record_properties(request.node, result)
         if bench is not None:
-            bench.extra_info.update({"score": result["score"], "metrics": result["metrics"], **result["performance"]})
+            bench.extra_info.update({"score": result.score, "metrics": result.metrics,
+                                     **result.performance.to_dict()})
         _judge(codeeval, result)
-        _gate(durable.get("gate"), result)
+        _gate(codeeval, result)
         return result
 
     return run
@@ -224,62 +259,56 @@ def _benchmark(request: pytest.FixtureRequest) -> Any:
     if not request.config.pluginmanager.hasplugin("benchmark") or _xdist_active(request.config):
         return None
     try:
-        return request.getfixturevalue("benchmark")
+        bench = request.getfixturevalue("benchmark")
     except pytest.FixtureLookupError:
         return None
+    return None if getattr(bench, "disabled", False) else bench
 
 
 def _xdist_active(config: pytest.Config) -> bool:
     return _is_worker(config) or bool(getattr(config.option, "numprocesses", None))
 
 
-def _benchmark_timer(bench: Any) -> Callable[[Callable[[], Any]], Any]:
-    if bench is None or getattr(bench, "disabled", False):
-        return lambda fn: fn()
-    return lambda fn: bench.pedantic(fn, rounds=1, iterations=1)
-
-
 def _skip_without_references(state: CodeevalSession, case: Case) -> None:
     """Some public sets publish no reference answers (IFEval): a ground-truth
     check has nothing to run there, which is a skip with the reason, not a 0%."""
-    items = state.items(case.dataset)
-    if all(item.data.get("has_reference") is False for item in items):
+    if all(item.data.get("has_reference") is False for item in state.items(case.dataset)):
         pytest.skip(f"{case.dataset} publishes no reference answers: nothing to check (its scorer's fidelity "
                     "is tested against the official implementation instead)")
 
 
-def _judge(state: CodeevalSession, result: dict[str, Any]) -> None:
+def _judge(state: CodeevalSession, result: CaseResult) -> None:
     """A case fails only on what the run was asked to check."""
-    if state.options.ground_truth and result["score"] < 1.0:
-        bad = [s for s in result["samples"] if not s["passed"]]
-        shown = "; ".join(f"{s['task_id']}: {s['verdict']} {s['detail'][:120]}" for s in bad[:5])
-        result["status"] = "failed"
+    if state.options.ground_truth and (result.score or 0.0) < 1.0:
+        bad = [s for s in result.samples if not s.passed]
+        shown = "; ".join(f"{s.task_id}: {s.verdict} {s.detail[:120]}" for s in bad[:5])
+        result.status = "failed"
         pytest.fail(
-            f"ground truth: {result['dataset']} reference answers scored {100 * result['score']:.2f}% "
+            f"ground truth: {result.dataset} reference answers scored {100 * (result.score or 0.0):.2f}% "
             f"({len(bad)} not passed): {shown}",
             pytrace=False,
         )
 
 
-def _record_properties(node: pytest.Item, result: dict[str, Any]) -> None:
+def _record_properties(node: pytest.Item, result: CaseResult) -> None:
     """Each case's metrics as --junitxml properties (user_properties cross xdist)."""
-    props = [("codeeval.score", result["score"]), ("codeeval.primary_metric", result["primary_metric"])]
-    props += [(f"codeeval.metric.{k}", v) for k, v in result["metrics"].items()]
-    perf = result["performance"]
+    props: list[tuple[str, Any]] = [("codeeval.score", result.score), ("codeeval.primary_metric", result.primary_metric)]
+    props += [(f"codeeval.metric.{k}", v) for k, v in result.metrics.items()]
+    perf = result.performance.to_dict()
     props += [(f"codeeval.{k}", perf[k]) for k in ("tokens_per_s", "completion_tokens", "generation_s", "load_s",
-                                                   "peak_memory_bytes", "generated", "generations_reused") if k in perf]
+                                                   "peak_memory_bytes", "generated", "generations_reused")]
     node.user_properties.extend(props)
 
 
-def _gate(gate: Any, result: dict[str, Any]) -> None:
+def _gate(state: CodeevalSession, result: CaseResult) -> None:
+    gate = state.durable.gate if state.durable is not None else None
     if gate is None or not gate.active:
         return
-    from .gating import check_case, failure_message
+    from .gating import apply, failure_message
 
-    regressions = check_case(result, gate)
-    result["gating"] = regressions
+    regressions = apply(result, gate)  # result.gating keeps every finding, notes included
     if regressions:
-        result["status"] = "failed"
+        result.status = "failed"
         pytest.fail(failure_message(regressions), pytrace=False)
 
 
@@ -294,99 +323,41 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.codeeval_case = case.to_dict()
         result = item.stash.get(RESULT_KEY, None)
         if result is not None and report.when == "call":
-            if report.failed and result["status"] == "passed":
-                result["status"] = "failed"
-            report.codeeval_result = result
+            if report.failed and result.status == "passed":
+                result.status = "failed"
+            report.codeeval_result = result.to_dict()
     return report
 
 
-class ResultCollector:
-    """Registered on the controller only: gathers case results from reports,
-    whether they were made here or on an xdist worker."""
-
-    def __init__(self, state: CodeevalSession) -> None:
-        self.state = state
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        case = getattr(report, "codeeval_case", None)
-        if case is None:
-            return
-        result = getattr(report, "codeeval_result", None)
-        if result is not None:
-            self.state.record(result)
-        elif report.failed and case["id"] not in self.state.results:
-            # Setup failed (the model did not load) or the call raised: an error case.
-            self.state.record({
-                "case_id": case["id"], "model": case["model"], "preset": case["preset"], "dataset": case["dataset"],
-                "categories": case.get("categories", []), "status": "error", "n_items": 0, "score": None,
-                "metrics": {}, "performance": {}, "error": _short_error(report),
-                "cut_short": getattr(report, "codeeval_cut_short", None),  # its engine died (interrupt.py)
-            })
-
-
-def _short_error(report: pytest.TestReport) -> str:
-    text = report.longreprtext or ""
-    lines = [ln[1:].strip() for ln in text.splitlines() if ln.startswith("E ")]
-    if lines:
-        return " ".join(lines)[:500]
-    return text.strip().splitlines()[-1][:500] if text.strip() else "error"
-
-
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    config = session.config
-    if _is_worker(config) or SESSION_KEY not in config.stash:
+    state = _state(session.config)
+    if state is None or _is_worker(session.config) or not state.results:
         return
-    state = _state(config)
-    if not state.results:
-        return
-    from .report import write_reports
-    from .report.manifest import build_manifest
+    from .report.run import write_run_reports
 
-    ensure_writable(state.report_dir)
-    o = state.options
-    results = [state.results[c.id] for c in state.selected if c.id in state.results] or list(state.results.values())
-    config.stash[PATHS_KEY] = write_reports(
-        state.report_dir, results, run_id=state.run_id, started_at=state.started_at, finished_at=time.time(),
-        label=plan_label(o, state.catalog), presets=list(o.presets), engine=o.engine,
-        options={"samples": o.samples, "n_samples": o.n_samples, "pass_k": list(o.pass_k),
-                 "temperature": o.temperature, "top_p": o.top_p, "seed": o.seed,
-                 "max_new_tokens": o.max_new_tokens, "completions": str(o.completions) if o.completions else None,
-                 "baseline": str(o.baseline) if o.baseline else None, "fresh": o.fresh,
-                 "store": str(config.stash[DURABLE_KEY]["store"].path) if DURABLE_KEY in config.stash else None},
-        manifest=build_manifest(config.rootpath, _manifest_extra(state)),
-    )
-
-
-def _manifest_extra(state: CodeevalSession) -> dict[str, Any]:
-    from .prompts import template_hash
-
-    task_types = sorted({state.catalog.dataset(c.dataset).task_type for c in state.selected})
-    extra: dict[str, Any] = {"prompt_templates": {t: template_hash(t) for t in task_types}}
-    try:
-        from .sandbox import probe_isolation
-
-        extra["sandbox_isolation"] = probe_isolation()
-    except ImportError:
-        pass
-    return extra
+    state.report_paths = write_run_reports(state)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    state = config.stash.get(SESSION_KEY, None)
-    durable = config.stash.get(DURABLE_KEY, None)
-    if state is not None and durable is not None and durable["gate"].active:
+    state = _state(config)
+    if state is None or state.durable is None:
+        return
+    if state.durable.gate.active:
         from .gating import summary_lines
 
-        lines = summary_lines(list(state.results.values()), durable["gate"].baseline_path)
+        lines = summary_lines(list(state.results.values()), state.durable.gate.baseline_path)
         if lines:
             terminalreporter.section("codeeval gating")
             for i, line in enumerate(lines):
                 terminalreporter.write_line(line, red=bool(i == 0 and "regressed" in line), bold=i == 0)
-    paths = config.stash.get(PATHS_KEY, None)
-    if durable is not None:
-        terminalreporter.write_line(f"codeeval run log: {durable['log']}")
-    if not paths:
-        return
-    terminalreporter.section("codeeval reports")
-    for kind, path in paths.items():
-        terminalreporter.write_line(f"{kind}: {path}")
+    terminalreporter.write_line(f"codeeval run log: {state.durable.log}")
+    if state.report_paths:
+        terminalreporter.section("codeeval reports")
+        for kind, path in state.report_paths.items():
+            terminalreporter.write_line(f"{kind}: {path}")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = _state(config)
+    if state is not None and state.durable is not None:
+        state.durable.store.close()

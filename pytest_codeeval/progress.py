@@ -28,12 +28,9 @@ import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence, TextIO
 
+from .defaults import PROGRESS_INTERVAL_S as DEFAULT_INTERVAL_S
+from .defaults import PROGRESS_REFRESH_S as REFRESH_S
 from .runlog import get_logger
-
-# Terminal refresh of the in-place line, and the default interval between
-# lines where there is no terminal (and in the run log).
-REFRESH_S = 0.5
-DEFAULT_INTERVAL_S = 5.0
 
 
 def fmt_duration(seconds: float) -> str:

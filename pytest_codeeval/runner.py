@@ -1,30 +1,30 @@
-"""Running one case: prompts -> one batched generation -> extraction -> scoring.
+"""Running one case: its requests -> the (caching) engine -> the (stored)
+scorer -> a typed CaseResult.
 
-The result is plain data (it crosses from xdist workers to the controller
-on the test report) and holds the metrics, the performance figures and one
-row per scored sample.
+There is one path: the engine and the scorer are wrapped by the store
+(engines/cached.py, scoring/stored.py), so a first run, a resumed run and a
+re-scoring differ only in what the wrappers find.  With one submission per
+model (the engine fixture asks for every case of its model at once), a
+case's ``generate`` finds its samples already made, and it reports their
+share of that joint call.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from .catalog import DatasetSpec, ModelSpec
-from .engines.base import Engine, SamplingConfig
-from .extraction import split_reasoning
-from .items import Generation, Item, Prompt, Verdict
-from .prompts import build_prompt, template_hash
-from .scoring import ScoreContext, Scorer, get_scorer
-
-# Timer: runs the generation call and returns its result (pytest-benchmark's
-# ``benchmark.pedantic`` or a plain call).
-Timer = Callable[[Callable[[], list[list[Generation]]]], list[list[Generation]]]
-
-
-def plain_timer(fn: Callable[[], list[list[Generation]]]) -> list[list[Generation]]:
-    return fn()
+from .engines.base import Request
+from .engines.cached import CachingEngine
+from .items import Generation, Item, Verdict
+from .placement import device_ids
+from .prompts import template_hash
+from .results import NOT_JUDGED, CaseResult, Performance, SampleRow
+from .scoring.base import ScoreContext, reasoning_splits
+from .scoring.stored import StoredScorer
+from .textsafe import safe_text
 
 
 @dataclass
@@ -33,149 +33,114 @@ class CaseInputs:
     model: ModelSpec
     preset: str
     dataset: DatasetSpec
-    items: Sequence[Item]
-    sampling: SamplingConfig
+    requests: Sequence[Request]  # one per item, in item order
     ks: tuple[int, ...]
-    system_prompt: str | None
     categories: tuple[str, ...] = ()
-    # What, besides the prompt and sampling, decides the engine's output
-    # (model + revision, output-changing settings, a replay file's hash):
-    # part of every stored generation's key.
-    generation_identity: dict[str, Any] = field(default_factory=dict)
+    scorer_options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def items(self) -> list[Item]:
+        return [r.item for r in self.requests]
 
 
-def run_case(
-    inputs: CaseInputs, engine: Engine, timer: Timer = plain_timer, store: Any = None, fresh: bool = False,
-    progress: Any = None,
-) -> dict[str, Any]:
+def run_case(inputs: CaseInputs, engine: CachingEngine, scorer: StoredScorer) -> CaseResult:
     started = time.time()
-    items = list(inputs.items)
-    prompts = [build_prompt(item, inputs.dataset, inputs.model, inputs.system_prompt) for item in items]
-    scorer = get_scorer(inputs.dataset.scorer)
-    ctx = ScoreContext(chat=inputs.model.chat, ks=inputs.ks)
-    resume: dict[str, Any] = {}
-
-    if store is None:
-        t0 = time.perf_counter()
-        generations = timer(lambda: engine.generate(prompts, items, inputs.sampling))
-        generation_s = time.perf_counter() - t0
-        _check_shape(generations, items)
-        t1 = time.perf_counter()
-        verdicts, splits = score_generations(items, generations, scorer, ctx)
-    else:
-        # Resume: only the (item, sample) pairs the store lacks go to the
-        # engine, still in one batched call; each result is stored at once.
-        from .store import CaseCache, generate_missing, score_missing
-
-        cache = CaseCache(store, {**inputs.generation_identity, "sampling": inputs.sampling.to_dict()},
-                          inputs.model.name, fresh)
-        if progress is not None:
-            progress.generating(len(items), inputs.sampling.n)
-        generations, keys, figures = generate_missing(cache, engine, prompts, items, inputs.sampling, timer)
-        generation_s = figures["engine_s"]
-        _check_shape(generations, items)
-        if progress is not None:
-            progress.generated(figures, sum(x.completion_tokens for g in generations for x in g))
-        t1 = time.perf_counter()
-        verdicts, scored = score_missing(
-            cache, items, generations, keys, scorer.name, scorer.version,
-            lambda its, gens: score_generations(its, gens, scorer, ctx)[0],
-        )
-        splits = [[split_reasoning(g.text) for g in row] for row in generations]
-        resume = {"generations_reused": figures["reused"], "generated": figures["generated"], **scored}
-        if progress is not None:
-            progress.scored(scored, time.perf_counter() - t1)
-    metrics = scorer.aggregate(items, verdicts, ctx)
-    scoring_s = time.perf_counter() - t1
-
-    prompt_tokens = sum(g[0].prompt_tokens for g in generations if g)
-    completion_tokens = sum(x.completion_tokens for g in generations for x in g)
-    performance = {
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "generation_s": round(generation_s, 4),
-        "tokens_per_s": round(completion_tokens / generation_s, 2) if generation_s > 0 else None,
-        "scoring_s": round(scoring_s, 4),
-        "load_s": round(engine.stats.load_seconds, 3),
-        "peak_memory_bytes": engine.stats.peak_memory_bytes,
-        "memory_kind": engine.stats.memory_kind,
-        "device": engine.stats.device,
-        **resume,
-    }
-    samples = sample_rows(items, prompts, generations, verdicts, splits)
-    return {
-        "case_id": inputs.case_id,
-        "model": inputs.model.name,
-        "preset": inputs.preset,
-        "dataset": inputs.dataset.name,
-        "task_type": inputs.dataset.task_type,
-        "categories": list(inputs.categories),
-        "engine": engine.describe(),
-        "status": "passed",
-        "n_items": len(items),
-        "n_samples": inputs.sampling.n,
-        "primary_metric": scorer.primary_metric,
-        "score": metrics.get(scorer.primary_metric, 0.0),
-        "metrics": metrics,
-        "scorer": scorer.describe(),
-        "prompt_template_hash": template_hash(inputs.dataset.task_type),
-        "sampling": inputs.sampling.to_dict(),
-        "performance": performance,
-        "started_at": started,
-        "wall_s": round(time.time() - started, 3),
-        "samples": samples,
-    }
+    items = inputs.items
+    generations = engine.generate(inputs.requests)
+    if len(generations) != len(items):
+        raise RuntimeError(f"engine returned {len(generations)} result lists for {len(items)} prompts")
+    t0 = time.perf_counter()
+    ctx = ScoreContext(chat=inputs.model.chat, ks=inputs.ks, options=dict(inputs.scorer_options))
+    verdicts = scorer.score(items, generations, ctx)
+    judge = scorer.scorer
+    metrics = judge.aggregate(items, verdicts, ctx)
+    scoring_s = time.perf_counter() - t0
+    flat = [v for row in verdicts for v in row]
+    gens = [g for row in generations for g in row]
+    splits = [s for row in reasoning_splits(generations) for s in row]
+    counts: dict[str, int] = {}
+    for v in flat:
+        counts[v.verdict] = counts.get(v.verdict, 0) + 1
+    return CaseResult(
+        case_id=inputs.case_id,
+        model=inputs.model.name,
+        preset=inputs.preset,
+        dataset=inputs.dataset.name,
+        task_type=inputs.dataset.task_type,
+        categories=list(inputs.categories),
+        status="passed",
+        n_items=len(items),
+        n_samples=max((r.sampling.n for r in inputs.requests), default=1),
+        primary_metric=judge.primary_metric,
+        score=metrics.get(judge.primary_metric, 0.0),
+        metrics=metrics,
+        item_scores=judge.item_scores(items, verdicts, ctx),
+        verdicts=dict(sorted(counts.items())),
+        not_judged=sum(v.verdict in NOT_JUDGED for v in flat),
+        cut_off=sum(g.finish_reason == "length" for g in gens) / len(gens) if gens else None,
+        unclosed_thinking=sum(not s.complete for s in splits) / len(splits) if splits else None,
+        scorer={**judge.describe(), **({"options": dict(ctx.options)} if ctx.options else {})},
+        prompt_template_hash=template_hash(inputs.dataset.task_type),
+        sampling=inputs.requests[0].sampling.to_dict() if inputs.requests else {},
+        engine=engine.describe(),
+        performance=case_performance(generations, engine, scoring_s, scorer.last_figures),
+        started_at=started,
+        wall_s=round(time.time() - started, 3),
+        samples=sample_rows(inputs.requests, generations, verdicts),
+    )
 
 
-def score_generations(
-    items: Sequence[Item],
-    generations: Sequence[Sequence[Generation]],
-    scorer: Scorer,
-    ctx: ScoreContext,
-) -> tuple[list[list[Verdict]], list[list[Any]]]:
-    """Split reasoning off, score what has an answer, and give an unclosed
-    <think> block the verdict no_answer without asking the scorer."""
-    splits = [[split_reasoning(g.text) for g in row] for row in generations]
-    answers = [[s.answer for s in row] for row in splits]
-    verdicts = scorer.score(items, answers, ctx)
-    for i, row in enumerate(splits):
-        for j, s in enumerate(row):
-            if not s.complete:
-                verdicts[i][j] = Verdict(
-                    item_id=items[i].id, sample=j, passed=False, verdict="no_answer",
-                    detail="reasoning block never closed (</think> missing): no answer",
-                    scores={k: 0.0 for k in verdicts[i][j].scores},
-                )
-    return verdicts, splits
+def case_performance(generations: Sequence[Sequence[Generation]], engine: CachingEngine, scoring_s: float,
+                     scored: dict[str, int]) -> Performance:
+    """A case's share of the engine calls that made its samples, whenever they were made."""
+    gens = [g for row in generations for g in row]
+    calls = engine.store.get_calls({g.call_id for g in gens})
+    timed = bool(calls) and all(c.tokens_per_s is not None for c in calls.values())
+    made = sum(c.conditions.get("engine_completion_tokens") or c.completion_tokens for c in calls.values())
+    wall = sum(c.wall_s for c in calls.values())
+    loaded_here = engine.loaded
+    peaks = [c.conditions.get("peak_memory_bytes") for c in calls.values() if c.conditions.get("peak_memory_bytes")]
+    devices = {c.conditions.get("device") for c in calls.values()} - {None}
+    kinds = {c.conditions.get("memory_kind") for c in calls.values()} - {None}
+    generated = sum(g.call_id in engine.calls_made for g in gens)
+    here = [c for cid, c in calls.items() if cid in engine.calls_made]
+    hosts = {c.conditions.get("host") for c in calls.values()} - {None}
+    return Performance(
+        prompt_tokens=sum(row[0].prompt_tokens for row in generations if row),
+        completion_tokens=sum(g.completion_tokens for g in gens),
+        generation_s=round(sum(g.seconds for g in gens), 4) if timed else None,
+        tokens_per_s=round(made / wall, 2) if timed and wall > 0 else None,
+        scoring_s=round(scoring_s, 4),
+        load_s=round(engine.stats.load_seconds, 3) if loaded_here and engine.measures_speed else None,
+        prepare_s=(round(engine.stats.prepare_seconds, 3)
+                   if loaded_here and engine.stats.prepare_seconds is not None else None),
+        peak_memory_bytes=max(peaks) if peaks else None,
+        memory_kind=next(iter(kinds)) if len(kinds) == 1 else None,
+        device=", ".join(sorted(devices)) if devices else None,
+        devices=device_ids(sorted({d for c in calls.values() for d in c.conditions.get("devices") or ()},
+                                  key=lambda d: (len(d), d))) or None,
+        host=next(iter(hosts)) if len(hosts) == 1 else None,
+        windows=[[round(c.started_at, 3), round(c.started_at + c.wall_s, 3)] for c in here] or None,
+        generated=generated,
+        generations_reused=len(gens) - generated,
+        verdicts_reused=scored.get("verdicts_reused", 0),
+        scored=scored.get("scored", 0),
+    )
 
 
-def sample_rows(
-    items: Sequence[Item],
-    prompts: Sequence[Prompt],
-    generations: Sequence[Sequence[Generation]],
-    verdicts: Sequence[Sequence[Verdict]],
-    splits: Sequence[Sequence[Any]],
-) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    for item, prompt, gens, vs, ss in zip(items, prompts, generations, verdicts, splits):
-        for g, v, s in zip(gens, vs, ss):
-            rows.append({
-                "task_id": item.id,
-                "sample": g.sample,
-                "passed": v.passed,
-                "verdict": v.verdict,
-                "detail": v.detail,
-                "scores": v.scores,
-                "prompt": prompt.render(),
-                "raw_output": g.text,
-                "reasoning": s.reasoning,
-                "extracted": v.extracted,
-                "completion_tokens": g.completion_tokens,
-                "finish_reason": g.finish_reason,
-            })
+def sample_rows(requests: Sequence[Request], generations: Sequence[Sequence[Generation]],
+                verdicts: Sequence[Sequence[Verdict]]) -> list[SampleRow]:
+    rows: list[SampleRow] = []
+    for req, gens, vs, splits in zip(requests, generations, verdicts, reasoning_splits(generations)):
+        for g, v, s in zip(gens, vs, splits):
+            rows.append(SampleRow(
+                task_id=req.item.id, sample=g.sample, passed=v.passed, verdict=v.verdict,
+                detail=safe_text(v.detail), scores=v.scores, prompt=safe_text(req.prompt.render()),
+                raw_output=safe_text(g.text), reasoning=safe_text(s.reasoning) if s.reasoning else None,
+                extracted=safe_text(v.extracted) if v.extracted is not None else None,
+                completion_tokens=g.completion_tokens, finish_reason=g.finish_reason,
+            ))
     return rows
 
 
-def _check_shape(generations: list[list[Generation]], items: Sequence[Item]) -> None:
-    if len(generations) != len(items):
-        raise RuntimeError(f"engine returned {len(generations)} result lists for {len(items)} prompts")
+__all__ = ["CaseInputs", "run_case", "case_performance", "sample_rows"]

@@ -1,12 +1,19 @@
-"""The result store: every generation and verdict, durable across crashes.
+"""The result store: every generation, engine call and verdict, durable across crashes.
+
+SQLite only: what a key means and when to look one up belongs to the caching
+engine (engines/cached.py) and the stored scorer (scoring/stored.py), which
+wrap an engine and a scorer the way lm-evaluation-harness's CachingLM wraps
+a model.
 
 One SQLite file (reports/codeeval.sqlite by default) in WAL mode, so xdist
 workers can write to it at once and a reader never blocks a writer.
 
-- A generation is keyed by its content: the model (and revision), the engine
-  settings that change outputs, the prompt's hash, the sampling parameters,
-  the item id and the sample index.  Two runs that would ask the engine the
-  same question share the answer; change any of these and it is a new key.
+- A generation is keyed by its content (``generation_key``): what decides
+  the engine's output, the prompt's hash, the sampling, the item id and the
+  sample index.  Two runs that would ask the engine the same question share
+  the answer; change any of these and it is a new key.  It keeps the engine
+  call that made it (``calls``), so a resumed case reports the throughput
+  measured when its samples were made, not a load that happened later.
 - A verdict is keyed by (generation key, scorer name, scorer version): a new
   scorer version re-scores stored generations without loading a model.
 - Every write is committed when it is made (autocommit + one transaction per
@@ -24,19 +31,16 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
-from .engines.base import Engine, EngineStats, SamplingConfig
+from .defaults import STORE_FILENAME
 from .errors import CodeevalError
-from .items import Generation, Item, Prompt, Verdict
+from .items import Generation, Prompt, Verdict
+from .textsafe import safe_text
 
 APP_ID = "pytest-codeeval"
-STORE_SCHEMA_VERSION = 1
-STORE_FILENAME = "codeeval.sqlite"
-
-# Engine settings that change what a model writes (the others only change
-# speed or memory: batch width, memory fraction, CUDA graphs).
-OUTPUT_SETTINGS = ("dtype", "quantization", "kv_cache_dtype", "max_model_len", "revision")
+# 2: engine calls are stored (calls table, generations.call_id)
+STORE_SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -53,8 +57,23 @@ CREATE TABLE IF NOT EXISTS generations (
     completion_tokens INTEGER NOT NULL,
     finish_reason TEXT,
     seconds REAL NOT NULL,
+    call_id TEXT,
     run_id TEXT,
     created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS calls (
+    call_id TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    engine TEXT NOT NULL,
+    run_id TEXT,
+    started_at REAL NOT NULL,
+    wall_s REAL NOT NULL,
+    requests INTEGER NOT NULL,
+    samples INTEGER NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    tokens_per_s REAL,
+    conditions TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS verdicts (
     generation_key TEXT NOT NULL,
@@ -85,53 +104,33 @@ def prompt_hash(prompt: Prompt) -> str:
     return _sha({"messages": prompt.messages, "text": prompt.text, "stop": list(prompt.stop)})[:32]
 
 
-def generation_config(model: dict[str, Any], settings: dict[str, Any], sampling: SamplingConfig) -> dict[str, Any]:
-    """The part of a generation key shared by every prompt of a case."""
-    return {
-        "model": model,
-        "engine": {k: settings[k] for k in OUTPUT_SETTINGS if k in settings},
-        "sampling": sampling.to_dict(),
-    }
-
-
 def generation_key(config: dict[str, Any], p_hash: str, item_id: str, sample: int) -> str:
+    """``config``: what decides the output besides the prompt (engine identity and sampling)."""
     return _sha({"config": config, "prompt": p_hash, "item": item_id, "sample": sample})[:40]
-
-
-def file_sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:32]
-
-
-def generation_identity(options: Any, catalog: Any, case: Any) -> dict[str, Any]:
-    """What decides an engine's output besides the prompt and the sampling:
-    the engine kind, the model with its revision and weights source, the
-    output-changing engine settings, and for replay the completions file."""
-    ident: dict[str, Any] = {"engine": options.engine, "model": case.model}
-    if options.engine == "replay":
-        ident["completions_sha256"] = file_sha(options.completions)
-    elif options.engine != "reference":
-        model = catalog.model(case.model)
-        settings = catalog.engine_settings(model, catalog.preset(case.preset))
-        # The preset is part of the key although most of its settings do not
-        # change outputs: presets are compared on throughput, which needs
-        # each preset to generate for itself.
-        ident.update(hf_id=model.hf_id, revision=model.revision, dtype=model.dtype, source=model.source,
-                     path=model.path, preset=case.preset,
-                     settings={k: settings[k] for k in OUTPUT_SETTINGS if k in settings})
-        if options.engine == "server":
-            ident["server_model"] = options.server_model or model.hf_id
-    return ident
 
 
 @dataclass
 class StoredGeneration:
-    generation: Generation
-    seconds: float  # the engine time this sample cost when it was made
-    n_samples: int  # how many samples the engine gave its item in that batch
+    generation: Generation  # with its key, call id and the engine seconds it cost
+    n_samples: int  # how many samples the engine gave its item in that call
+
+
+@dataclass
+class CallRecord:
+    """One engine call: its wall time and tokens, under which conditions."""
+
+    call_id: str
+    model: str  # the engine key (model@preset)
+    engine: str  # the engine kind
+    started_at: float
+    wall_s: float
+    requests: int
+    samples: int
+    prompt_tokens: int
+    completion_tokens: int
+    tokens_per_s: float | None  # None: the engine measures no speed (reference, replay)
+    conditions: dict[str, Any]  # device, peak memory, ... as the engine reported them
+    run_id: str = ""
 
 
 class ResultStore:
@@ -149,27 +148,48 @@ class ResultStore:
         for chunk in _chunks(list(keys), 500):
             marks = ",".join("?" * len(chunk))
             rows = self._conn.execute(
-                "SELECT key, item_id, sample, text, prompt_tokens, completion_tokens, finish_reason, seconds, n_samples "
-                f"FROM generations WHERE key IN ({marks})", chunk,
+                "SELECT key, item_id, sample, text, prompt_tokens, completion_tokens, finish_reason, seconds, "
+                f"n_samples, call_id FROM generations WHERE key IN ({marks})", chunk,
             ).fetchall()
-            for key, item_id, sample, text, pt, ct, fr, sec, n in rows:
-                found[key] = StoredGeneration(Generation(item_id, sample, text, pt, ct, fr), sec, n)
+            for key, item_id, sample, text, pt, ct, fr, sec, n, call_id in rows:
+                found[key] = StoredGeneration(Generation(item_id, sample, text, pt, ct, fr, key, call_id or "", sec), n)
         return found
 
-    def put_generations(self, rows: Iterable[tuple[str, str, str, Generation, int, float]], config: dict[str, Any]) -> int:
-        """rows: (key, model, prompt_hash, generation, samples of its item, seconds); one transaction."""
+    def put_generations(self, rows: Iterable[tuple[str, str, Generation, int, dict[str, Any]]]) -> int:
+        """rows: (model, prompt hash, generation with its key/call/seconds, samples of its item, key config);
+        one transaction."""
         now = time.time()
-        cfg = json.dumps(config, sort_keys=True, default=str)
         data = [
-            (key, model, g.item_id, g.sample, n, ph, cfg, g.text, g.prompt_tokens, g.completion_tokens,
-             g.finish_reason, seconds, self.run_id, now)
-            for key, model, ph, g, n, seconds in rows
+            (g.key, model, g.item_id, g.sample, n, ph, json.dumps(cfg, sort_keys=True, default=str),
+             safe_text(g.text), g.prompt_tokens, g.completion_tokens, g.finish_reason, g.seconds, g.call_id,
+             self.run_id, now)
+            for model, ph, g, n, cfg in rows
         ]
         with self._conn:  # BEGIN ... COMMIT
             self._conn.executemany(
-                "INSERT OR REPLACE INTO generations VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", data,
+                "INSERT OR REPLACE INTO generations VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", data,
             )
         return len(data)
+
+    # -- engine calls ----------------------------------------------------
+    def put_call(self, call: CallRecord) -> None:
+        with self._conn:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO calls VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (call.call_id, call.model, call.engine, call.run_id or self.run_id, call.started_at, call.wall_s,
+                 call.requests, call.samples, call.prompt_tokens, call.completion_tokens, call.tokens_per_s,
+                 json.dumps(call.conditions, sort_keys=True, default=str)),
+            )
+
+    def get_calls(self, call_ids: Iterable[str]) -> dict[str, CallRecord]:
+        found: dict[str, CallRecord] = {}
+        for chunk in _chunks(sorted(set(call_ids) - {""}), 500):
+            marks = ",".join("?" * len(chunk))
+            for row in self._conn.execute(f"SELECT * FROM calls WHERE call_id IN ({marks})", chunk):
+                (cid, model, engine, run_id, started, wall, requests, samples, pt, ct, tps, cond) = row
+                found[cid] = CallRecord(cid, model, engine, started, wall, requests, samples, pt, ct, tps,
+                                        json.loads(cond), run_id or "")
+        return found
 
     # -- verdicts --------------------------------------------------------
     def get_verdicts(self, keys: Sequence[str], scorer: str, version: str) -> dict[str, Verdict]:
@@ -189,8 +209,8 @@ class ResultStore:
     def put_verdicts(self, rows: Iterable[tuple[str, Verdict]], scorer: str, version: str) -> int:
         now = time.time()
         data = [
-            (key, scorer, version, int(v.passed), v.verdict, v.detail or "", json.dumps(v.scores), v.extracted,
-             self.run_id, now)
+            (key, scorer, version, int(v.passed), v.verdict, safe_text(v.detail or ""), json.dumps(v.scores),
+             safe_text(v.extracted) if v.extracted is not None else None, self.run_id, now)
             for key, v in rows
         ]
         with self._conn:
@@ -304,168 +324,5 @@ def _check_existing(conn: sqlite3.Connection, path: Path) -> None:
         )
 
 
-class DeferredEngine(Engine):
-    """Wraps an engine factory and loads the model only when a generation is
-    missing from the store: re-scoring stored generations loads no model."""
-
-    def __init__(self, factory: Callable[[], Engine], kind: str, model_name: str,
-                 on_load: Callable[[Engine], None] | None = None) -> None:
-        super().__init__(model_name)
-        self.kind = kind
-        self._factory = factory
-        self._inner: Engine | None = None
-        self._on_load = on_load
-        self._load_error: BaseException | None = None
-
-    @property
-    def inner(self) -> Engine:
-        if self._load_error is not None:
-            # Load once: a model that failed does not cost every case another try.
-            raise RuntimeError(f"model {self.model_name} failed to load earlier: {self._load_error}") from self._load_error
-        if self._inner is None:
-            try:
-                self._inner = self._factory()  # the factory loads (and times) the model
-            except BaseException as e:
-                self._load_error = e
-                raise
-            self.stats = self._inner.stats
-            self._loaded = True
-            if self._on_load is not None:
-                self._on_load(self._inner)
-        return self._inner
-
-    def generate(self, prompts: Sequence[Prompt], items: Sequence[Item], sampling: SamplingConfig) -> list[list[Generation]]:
-        return self.inner.generate(prompts, items, sampling)
-
-    def close(self) -> None:
-        if self._inner is not None:
-            self._inner.close()
-        self._loaded = False
-
-    def describe(self) -> dict[str, Any]:
-        if self._inner is not None:
-            return self._inner.describe()
-        return {"kind": self.kind, "model": self.model_name, "loaded": False}
-
-
-# -- resume: what the runner calls --------------------------------------------
-
-
-@dataclass
-class CaseCache:
-    """A case's view of the store: its generation config and model label."""
-
-    store: ResultStore
-    config: dict[str, Any]
-    model: str
-    fresh: bool = False  # --fresh: look nothing up, replace what is stored
-
-    def keys_for(self, prompt: Prompt, item_id: str, n: int) -> list[str]:
-        ph = prompt_hash(prompt)
-        return [generation_key(self.config, ph, item_id, j) for j in range(n)]
-
-
-def generate_missing(
-    cache: CaseCache,
-    engine: Engine,
-    prompts: Sequence[Prompt],
-    items: Sequence[Item],
-    sampling: SamplingConfig,
-    call: Callable[[Callable[[], list[list[Generation]]]], list[list[Generation]]],
-    on_generated: Callable[[int, float], None] | None = None,
-) -> tuple[list[list[Generation]], list[list[str]], dict[str, float]]:
-    """Stored generations for every item that has all its samples, one
-    batched engine call (through ``call``) for the rest, stored at once.
-
-    Returns (generations, keys, figures) where figures has engine_s (the
-    engine time of every sample, stored ones included), new_s, reused and
-    generated (sample counts)."""
-    first = [cache.keys_for(p, it.id, 1)[0] for p, it in zip(prompts, items)]
-    stored = {} if cache.fresh else cache.store.get_generations(first)
-    # Items whose first sample is stored may have more (replay files, n > 1).
-    more: list[str] = []
-    for p, it, k in zip(prompts, items, first):
-        if k in stored and stored[k].n_samples > 1:
-            more += cache.keys_for(p, it.id, stored[k].n_samples)[1:]
-    if more:
-        stored.update(cache.store.get_generations(more))
-
-    result: list[list[Generation] | None] = []
-    keys: list[list[str]] = []
-    missing: list[int] = []
-    engine_s = 0.0
-    reused = 0
-    for i, (p, it, k) in enumerate(zip(prompts, items, first)):
-        row_keys = cache.keys_for(p, it.id, stored[k].n_samples) if k in stored else [k]
-        if all(rk in stored for rk in row_keys):
-            result.append([stored[rk].generation for rk in row_keys])
-            engine_s += sum(stored[rk].seconds for rk in row_keys)
-            reused += len(row_keys)
-        else:
-            result.append(None)
-            missing.append(i)
-        keys.append(row_keys)
-
-    new_s = 0.0
-    generated = 0
-    if missing:
-        sub_prompts = [prompts[i] for i in missing]
-        sub_items = [items[i] for i in missing]
-        t0 = time.perf_counter()
-        fresh_rows = call(lambda: engine.generate(sub_prompts, sub_items, sampling))
-        new_s = time.perf_counter() - t0
-        if len(fresh_rows) != len(sub_items):
-            raise RuntimeError(f"engine returned {len(fresh_rows)} result lists for {len(sub_items)} prompts")
-        total = sum(len(r) for r in fresh_rows) or 1
-        per_sample = new_s / total
-        to_store = []
-        for i, row in zip(missing, fresh_rows):
-            row_keys = cache.keys_for(prompts[i], items[i].id, len(row))
-            keys[i] = row_keys
-            result[i] = row
-            for key, g in zip(row_keys, row):
-                to_store.append((key, cache.model, prompt_hash(prompts[i]), g, len(row), per_sample))
-        generated = cache.store.put_generations(to_store, cache.config)
-        engine_s += new_s
-        if on_generated is not None:
-            on_generated(generated, new_s)
-    figures = {"engine_s": engine_s, "new_s": new_s, "reused": reused, "generated": generated}
-    return [r or [] for r in result], keys, figures
-
-
-def score_missing(
-    cache: CaseCache,
-    items: Sequence[Item],
-    generations: Sequence[Sequence[Generation]],
-    keys: Sequence[Sequence[str]],
-    scorer_name: str,
-    scorer_version: str,
-    score: Callable[[Sequence[Item], Sequence[Sequence[Generation]]], list[list[Verdict]]],
-) -> tuple[list[list[Verdict]], dict[str, int]]:
-    """Stored verdicts of this scorer version where there are, ``score`` for
-    the items that lack any; the new verdicts are stored at once."""
-    flat = [k for row in keys for k in row]
-    stored = {} if cache.fresh else cache.store.get_verdicts(flat, scorer_name, scorer_version)
-    out: list[list[Verdict] | None] = []
-    missing: list[int] = []
-    for i, row in enumerate(keys):
-        if row and all(k in stored for k in row):
-            out.append([stored[k] for k in row])
-        else:
-            out.append(None)
-            missing.append(i)
-    if missing:
-        fresh = score([items[i] for i in missing], [generations[i] for i in missing])
-        rows = []
-        for i, vs in zip(missing, fresh):
-            out[i] = vs
-            rows += list(zip(keys[i], vs))
-        cache.store.put_verdicts(rows, scorer_name, scorer_version)
-    n_scored = sum(len(keys[i]) for i in missing)
-    return [v or [] for v in out], {"verdicts_reused": len(flat) - n_scored, "scored": n_scored}
-
-
-__all__ = [
-    "ResultStore", "StoreError", "open_store", "prompt_hash", "generation_config", "generation_key",
-    "DeferredEngine", "StoredGeneration", "CaseCache", "generate_missing", "score_missing", "generation_identity", "file_sha", "OUTPUT_SETTINGS", "STORE_FILENAME", "EngineStats",
-]
+__all__ = ["ResultStore", "StoreError", "StoredGeneration", "CallRecord", "open_store", "prompt_hash",
+           "generation_key", "STORE_FILENAME"]

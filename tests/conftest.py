@@ -1,20 +1,10 @@
-"""Shared fixtures for the project's own tests."""
+"""Fixtures shared by the project's tests (helpers live in helpers.py)."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
-SHARED_DATASETS = Path(os.environ.get("CODEEVAL_DATA_DIR") or SHARED / "datasets")
-SANDBOX_CASES = SHARED / "sandbox-cases"
-BENCH_SOURCE = (REPO / "benchmarks" / "test_codeeval.py").read_text()
-# pytester points HOME at its own dir; keep the real cache (the converted
-# SmolLM2 folder, the sandbox's timing calibration) shared across runs.
-CACHE_DIR = os.environ.get("CODEEVAL_CACHE_DIR") or str(Path.home() / ".cache" / "pytest-codeeval")
+from helpers import BENCH_SOURCE, CACHE_DIR
 
 
 @pytest.fixture
@@ -27,11 +17,3 @@ def suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.
     monkeypatch.delenv("CODEEVAL_DATA_DIR", raising=False)
     monkeypatch.setenv("CODEEVAL_CACHE_DIR", CACHE_DIR)
     return pytester
-
-
-def shared_datasets() -> Path:
-    """The local copies of the public datasets: $CODEEVAL_DATA_DIR or ../shared/datasets."""
-    return SHARED_DATASETS
-
-
-needs_shared = pytest.mark.skipif(not SHARED_DATASETS.is_dir(), reason="../shared/datasets is not present")

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from conftest import SHARED_DATASETS, needs_shared
+from helpers import SHARED_DATASETS, needs_shared
 
 # Every dataset that loads here: the shipped ones, HumanEval from its package,
 # and the public sets from ../shared/datasets.  humaneval_plus and mbpp_plus
@@ -24,7 +24,7 @@ OFFLINE = [
 @needs_shared
 def test_every_offline_dataset_scores_100_percent_on_its_references(suite: pytest.Pytester) -> None:
     result = suite.runpytest_subprocess(
-        "-q", "-rs", "--ground-truth", "--data-dir", str(SHARED_DATASETS), "--datasets", ",".join(OFFLINE),
+        "-q", "-rs", "--ground-truth", f"--data-dir={SHARED_DATASETS}", "--datasets", ",".join(OFFLINE),
         timeout=1500,
     )
     assert result.ret == 0, result.stdout.str()[-4000:]

@@ -26,7 +26,7 @@ from pytest_codeeval.scoring import get_scorer
 from pytest_codeeval.scoring.base import ScoreContext
 from pytest_codeeval.scoring.gsm8k import FLEXIBLE, STRICT, Gsm8kScorer, extract, normalise
 
-from conftest import shared_datasets
+from helpers import shared_datasets
 
 REPO = Path(__file__).resolve().parents[1]
 WRONG = REPO / "tests" / "data" / "wrong_answers" / "reasoning_sample.jsonl"

@@ -31,7 +31,7 @@ from pytest_codeeval.scoring.ifeval import INSTRUCTIONS, METRICS, IfevalScorer, 
 from pytest_codeeval.scoring.ifeval import text as iftext
 from pytest_codeeval.scoring.ifeval.evaluate import loose_variants
 
-from conftest import shared_datasets
+from helpers import shared_datasets
 
 REPO = Path(__file__).resolve().parents[1]
 WRONG = REPO / "tests" / "data" / "wrong_answers" / "instruction_following_sample.jsonl"

@@ -29,11 +29,11 @@ from pytest_codeeval.engines.supervisor import start_time
 
 FAKE_ENGINE = '''
 import json, os, signal, subprocess, sys, time
-import pytest_codeeval.engines as engines
 from pytest_codeeval.engines import lifecycle
 from pytest_codeeval.engines.base import EngineDied, ModelEngine
 from pytest_codeeval.items import Generation
 from pytest_codeeval.progress import current_sink
+from pytest_codeeval.registry import ENGINES
 
 DELAY = float(os.environ.get("FAKE_DELAY", "0.4"))  # seconds per prompt
 # Like EngineCore starting a Worker: a process that starts another; neither ends unless killed
@@ -46,6 +46,7 @@ CORE = ("import signal, subprocess, sys, time; signal.signal(signal.SIGTERM, sig
 class FakeProcessEngine(ModelEngine):
     kind = "fake"
     loads = 0
+    warm_up_on_load = False
 
     def _load(self):
         FakeProcessEngine.loads += 1
@@ -57,15 +58,15 @@ class FakeProcessEngine(ModelEngine):
         with open(os.environ["FAKE_PIDS"], "a") as f:
             f.write(json.dumps(sorted(self.watch.procs)) + "\\n")
 
-    def generate(self, prompts, items, sampling):
+    def generate(self, requests):
         if getattr(self, "dead", None):
             raise EngineDied("the engine died earlier in this run: " + self.dead)
         sink = current_sink()
         if sink is not None:
-            sink.start(len(prompts))
+            sink.start(len(requests))
         rows = []
         try:
-            for i, p in enumerate(prompts):
+            for i, r in enumerate(requests):
                 time.sleep(DELAY)
                 if os.environ.get("FAKE_DIE") == str(self.number) and i == 1:
                     self.core.kill()  # what the out-of-memory killer does to EngineCore
@@ -73,7 +74,7 @@ class FakeProcessEngine(ModelEngine):
                     raise EngineDied(self.dead)
                 if sink is not None:
                     sink.advance(1, 25)
-                rows.append([Generation(p.item_id, j, "#### 0", 5, 25, "stop") for j in range(sampling.n)])
+                rows.append([Generation(r.prompt.item_id, j, "#### 0", 5, 25, "stop") for j in range(r.sampling.n)])
         finally:
             if sink is not None:
                 sink.finish()
@@ -90,11 +91,18 @@ class FakeProcessEngine(ModelEngine):
         super().close()
 
 
-engines.ENGINE_FACTORIES["vllm"] = __name__ + ":FakeProcessEngine"
+ENGINES.register("vllm", FakeProcessEngine)
 '''
 
-ARGS = ["--engine", "vllm", "--models", "smollm2_135m_instruct", "--datasets",
-        "reasoning_sample,function_calling_sample", "--samples", "6", "--progress-interval", "0.5"]
+# Two engines (presets), each given its cases' 12 prompts in one submission: a signal during the
+# second engine's call finds the first engine's cases finished.
+ARGS = ["--engine", "vllm", "--models", "smollm2_135m_instruct", "--preset", "balanced,memory_optimized",
+        "--datasets", "reasoning_sample,function_calling_sample", "--samples", "6", "--progress-interval", "0.5"]
+FIRST, SECOND = "smollm2_135m_instruct@balanced", "smollm2_135m_instruct@memory_optimized"
+
+
+def _generating(engine: str) -> str:
+    return rf"codeeval {engine}: generation \d+/12 prompts"
 
 
 def _env(tmp: Path, **extra: str) -> dict[str, str]:
@@ -131,7 +139,7 @@ def fake(suite: pytest.Pytester) -> pytest.Pytester:
 
 def test_sigkill_during_generation_ends_the_engine_processes(fake: pytest.Pytester) -> None:
     run = Run(fake.path, ARGS, _env(fake.path))
-    run.wait_for(r"codeeval \S+-function_calling_sample: generation \d+/6", timeout=120)
+    run.wait_for(_generating(FIRST), timeout=120)
     engine = _engine_procs(fake.path)
     assert len(engine) == 2 and all(p.is_running() for p in engine)
     run.proc.send_signal(signal.SIGKILL)
@@ -149,7 +157,7 @@ def test_sigkill_during_generation_ends_the_engine_processes(fake: pytest.Pytest
 
 def test_sigterm_is_handled_like_ctrl_c_and_the_rerun_resumes(fake: pytest.Pytester) -> None:
     run = Run(fake.path, ARGS, _env(fake.path))
-    run.wait_for(r"codeeval \S+-function_calling_sample: generation \d+/6", timeout=120)
+    run.wait_for(_generating(SECOND), timeout=120)
     engine = _engine_procs(fake.path)
     t0 = time.monotonic()
     run.proc.send_signal(signal.SIGTERM)
@@ -164,22 +172,23 @@ def test_sigterm_is_handled_like_ctrl_c_and_the_rerun_resumes(fake: pytest.Pytes
     # The engine was closed by the run itself, not by the supervisor.
     log = next((fake.path / "reports" / "logs").glob("*.log")).read_text()
     assert "SIGTERM received" in log and "ended 2 process(es)" not in log
-    # Partial reports: the case that finished, not the one cut by the signal.
+    # Partial reports: the first engine's cases, which finished, not the second's, cut by the signal.
     report = _comparison(fake.path / "reports")
-    assert [c["dataset"] for c in report["cases"]] == ["reasoning_sample"]
+    assert sorted((c["preset"], c["dataset"]) for c in report["cases"]) == [
+        ("balanced", "function_calling_sample"), ("balanced", "reasoning_sample")]
     assert (fake.path / "reports" / "markdown").is_dir()
-    # The rerun takes the finished case from the store and generates the rest.
+    # The rerun takes the finished cases from the store and generates the rest.
     rerun = Run(fake.path, ARGS, _env(fake.path))
     assert rerun.wait(timeout=120) == 0, rerun.output[-3000:]
-    cases = {c["dataset"]: c for c in _comparison(fake.path / "reports")["cases"]}
-    assert cases["reasoning_sample"]["performance"]["generations_reused"] == 6
-    assert cases["reasoning_sample"]["performance"]["generated"] == 0
-    assert cases["function_calling_sample"]["performance"]["generated"] == 6
+    perf = {(c["preset"], c["dataset"]): c["performance"] for c in _comparison(fake.path / "reports")["cases"]}
+    for dataset in ("reasoning_sample", "function_calling_sample"):
+        assert (perf[("balanced", dataset)]["generations_reused"], perf[("balanced", dataset)]["generated"]) == (6, 0)
+        assert perf[("memory_optimized", dataset)]["generated"] == 6
 
 
 def test_a_rerun_ends_engines_left_when_even_the_supervisor_was_killed(fake: pytest.Pytester) -> None:
     run = Run(fake.path, ARGS, _env(fake.path, FAKE_DELAY="2.0"))
-    run.wait_for(r"codeeval \S+-reasoning_sample: generation \d+/6", timeout=120)
+    run.wait_for(_generating(FIRST), timeout=120)
     engine = _engine_procs(fake.path)
     sups = _supervisors_of(run.proc.pid)
     assert len(sups) == 1
@@ -193,7 +202,7 @@ def test_a_rerun_ends_engines_left_when_even_the_supervisor_was_killed(fake: pyt
     rec = json.loads(records[0].read_text())
     assert sorted(p["pid"] for p in rec["processes"]) == sorted(p.pid for p in engine)
 
-    rerun = Run(fake.path, [*ARGS, "--datasets", "reasoning_sample"], _env(fake.path))
+    rerun = Run(fake.path, [*ARGS, "--preset", "balanced", "--datasets", "reasoning_sample"], _env(fake.path))
     m = rerun.wait_for(r"codeeval: ended (\d+) engine process\(es\) left by an earlier run", timeout=60)
     assert m.group(1) == "2"
     took, left = wait_all_gone(engine, timeout=10)
@@ -209,7 +218,7 @@ def test_a_rerun_ends_engines_left_when_even_the_supervisor_was_killed(fake: pyt
 def test_a_run_in_progress_is_not_swept_by_another(fake: pytest.Pytester) -> None:
     """Two runs on one report dir: the second must not end the first's engine."""
     first = Run(fake.path, ARGS, _env(fake.path, FAKE_DELAY="3.0"))
-    first.wait_for(r"codeeval \S+-reasoning_sample: generation \d+/6", timeout=120)
+    first.wait_for(_generating(FIRST), timeout=120)
     engine = _engine_procs(fake.path)
     second = Run(fake.path, [*ARGS, "--engine", "reference"], _env(fake.path))
     assert second.wait(timeout=120) == 0, second.output[-3000:]
@@ -221,14 +230,15 @@ def test_a_run_in_progress_is_not_swept_by_another(fake: pytest.Pytester) -> Non
 
 
 def test_an_engine_that_dies_cuts_its_case_short_and_the_next_engine_runs(fake: pytest.Pytester) -> None:
-    args = [*ARGS, "--preset", "balanced,memory_optimized"]
-    run = Run(fake.path, args, _env(fake.path, FAKE_DIE="1", FAKE_DELAY="0.05"))
+    run = Run(fake.path, ARGS, _env(fake.path, FAKE_DIE="1", FAKE_DELAY="0.05"))
     assert run.wait(timeout=180) == 1, run.output[-3000:]
     report = _comparison(fake.path / "reports")
     by = {(c["preset"], c["dataset"]): c for c in report["cases"]}
-    dead = by[("balanced", "reasoning_sample")]
-    assert dead["status"] == "error"
-    assert "killed by SIGKILL" in dead["cut_short"] and "killed by SIGKILL" in dead["error"]
+    # One submission per engine: every case of the engine that died is cut short, with the reason.
+    for dataset in ("reasoning_sample", "function_calling_sample"):
+        dead = by[("balanced", dataset)]
+        assert dead["status"] == "error"
+        assert "killed by SIGKILL" in dead["cut_short"] and "killed by SIGKILL" in dead["error"]
     # Every case of the other engine ran.
     assert all(by[("memory_optimized", d)]["status"] == "passed"
                for d in ("reasoning_sample", "function_calling_sample"))
@@ -238,7 +248,7 @@ def test_an_engine_that_dies_cuts_its_case_short_and_the_next_engine_runs(fake: 
 
 @pytest.mark.parametrize("how", ["controller", pytest.param("group", marks=pytest.mark.slow)])
 def test_xdist_sigterm_ends_every_workers_engine(fake: pytest.Pytester, how: str) -> None:
-    args = [*ARGS, "--preset", "balanced,memory_optimized", "-n", "2", "--dist", "loadgroup"]
+    args = [*ARGS, "-n", "2", "--dist", "loadgroup"]
     run = Run(fake.path, args, _env(fake.path, FAKE_DELAY="1.0"), new_session=True)
     poll_until(lambda: len(_engine_procs(fake.path)) == 4, 120, "both workers load an engine")
     engine = _engine_procs(fake.path)
@@ -256,7 +266,7 @@ def test_xdist_sigterm_ends_every_workers_engine(fake: pytest.Pytester, how: str
 
 @pytest.mark.slow
 def test_xdist_sigkill_of_the_controller_ends_every_workers_engine(fake: pytest.Pytester) -> None:
-    args = [*ARGS, "--preset", "balanced,memory_optimized", "-n", "2", "--dist", "loadgroup"]
+    args = [*ARGS, "-n", "2", "--dist", "loadgroup"]
     run = Run(fake.path, args, _env(fake.path, FAKE_DELAY="1.0"), new_session=True)
     poll_until(lambda: len(_engine_procs(fake.path)) == 4, 120, "both workers load an engine")
     engine = _engine_procs(fake.path)
@@ -271,7 +281,8 @@ def test_xdist_sigkill_of_the_controller_ends_every_workers_engine(fake: pytest.
 
 
 def test_progress_lines_with_an_eta_where_there_is_no_terminal(fake: pytest.Pytester) -> None:
-    run = Run(fake.path, [*ARGS, "--datasets", "reasoning_sample", "--samples", "8"], _env(fake.path))
+    run = Run(fake.path, [*ARGS, "--preset", "balanced", "--datasets", "reasoning_sample", "--samples", "8"],
+              _env(fake.path))
     assert run.wait(timeout=120) == 0, run.output[-3000:]
     lines = [m for m in map(PROGRESS_RE.search, run.lines) if m]
     assert len(lines) >= 3, run.output[-3000:]
@@ -286,7 +297,7 @@ def test_progress_lines_with_an_eta_where_there_is_no_terminal(fake: pytest.Pyte
 
 @pytest.mark.slow
 def test_quiet_runs_keep_progress_in_the_run_log_only(fake: pytest.Pytester) -> None:
-    run = Run(fake.path, [*ARGS, "--datasets", "reasoning_sample", "-q"], _env(fake.path))
+    run = Run(fake.path, [*ARGS, "--preset", "balanced", "--datasets", "reasoning_sample", "-q"], _env(fake.path))
     assert run.wait(timeout=120) == 0, run.output[-3000:]
     assert not any(PROGRESS_RE.search(x) for x in run.lines)
     log = next((fake.path / "reports" / "logs").glob("*.log")).read_text()

@@ -29,7 +29,7 @@ from pytest_codeeval.prompts import code as code_prompts
 from pytest_codeeval.scoring.base import ScoreContext
 from pytest_codeeval.scoring.code import CodeExecScorer, ground_truth
 
-from conftest import shared_datasets
+from helpers import shared_datasets
 
 REPO = Path(__file__).resolve().parents[1]
 

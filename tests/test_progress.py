@@ -136,9 +136,9 @@ def test_the_sink_is_found_through_the_context_and_finished_on_an_error() -> Non
 def test_the_server_engine_reports_completed_requests() -> None:
     from test_server_engine import MODEL, Stub, completion, options
 
-    from pytest_codeeval.engines.base import SamplingConfig
+    from pytest_codeeval.engines.base import Request, SamplingConfig
     from pytest_codeeval.engines.server import ServerEngine
-    from pytest_codeeval.items import Prompt
+    from pytest_codeeval.items import Item, Prompt
 
     def slow(path: str, body: dict, seen: int) -> tuple[int, object, dict[str, str]]:
         if path.endswith("/models"):
@@ -153,7 +153,8 @@ def test_the_server_engine_reports_completed_requests() -> None:
         engine = ServerEngine(MODEL, {}, options(stub.url, concurrency=2))
         engine.load()
         with reporting(sink):
-            engine.generate(prompts, [], SamplingConfig(temperature=0.0))
+            engine.generate([Request(p, Item(id=p.item_id, task_type="code", prompt="", reference=""),
+                                     SamplingConfig(temperature=0.0)) for p in prompts])
     assert (sink.done, sink.total, sink.tokens) == (6, 6, 18)
     counts = [int(m.group(2)) for m in map(PROGRESS_RE.search, out.getvalue().splitlines()) if m]
     assert counts and counts == sorted(counts) and counts[-1] < 6  # lines while it ran

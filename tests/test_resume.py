@@ -1,10 +1,10 @@
 """Kill-and-resume: a run SIGKILLed at random points, then rerun, gives the
 same scores as a clean run and asks the engine for no stored item twice.
 
-The engine calls are counted by a conftest in the pytester project that
-wraps the reference and replay engines' ``generate`` (test-only: the
-product code has no counter) and slows generation and scoring down so that
-kills land in every phase."""
+The engine calls are counted by engines that wrap the reference and replay
+engines, registered by a conftest in the pytester project through the
+registry (test-only: the product code has no counter); a wrapped scorer
+slows scoring down too, so that kills land in every phase."""
 
 from __future__ import annotations
 
@@ -20,41 +20,39 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SHARED_DATASETS, needs_shared
+from helpers import SHARED_DATASETS, needs_shared
 
 COUNTING_CONFTEST = '''
 import json, os, time
-import pytest_codeeval.engines.reference as ref
-import pytest_codeeval.engines.replay as rep
-import pytest_codeeval.runner as runner
+from pytest_codeeval import registry
+from pytest_codeeval.engines.reference import ReferenceEngine
+from pytest_codeeval.engines.replay import ReplayEngine
+from pytest_codeeval.scoring.gsm8k import Gsm8kScorer
 
 LOG = os.environ["CODEEVAL_TEST_CALLS"]
 DELAY = float(os.environ.get("CODEEVAL_TEST_DELAY", "0"))
 
 
-def _counted(cls):
-    original = cls.generate
+def counted(cls):
+    class Counted(cls):
+        def generate(self, requests):
+            with open(LOG, "a") as f:
+                f.write(json.dumps({"pid": os.getpid(), "items": [r.item.id for r in requests]}) + "\\n")
+            time.sleep(DELAY)
+            return super().generate(requests)
 
-    def generate(self, prompts, items, sampling):
-        with open(LOG, "a") as f:
-            f.write(json.dumps({"pid": os.getpid(), "items": [i.id for i in items]}) + "\\n")
+    return Counted
+
+
+class SlowGsm8k(Gsm8kScorer):
+    def score(self, items, answers, ctx):
         time.sleep(DELAY)
-        return original(self, prompts, items, sampling)
-
-    cls.generate = generate
+        return super().score(items, answers, ctx)
 
 
-_counted(ref.ReferenceEngine)
-_counted(rep.ReplayEngine)
-_score = runner.score_generations
-
-
-def slow_score(*args, **kwargs):
-    time.sleep(DELAY)
-    return _score(*args, **kwargs)
-
-
-runner.score_generations = slow_score
+registry.ENGINES.register("reference", counted(ReferenceEngine))
+registry.ENGINES.register("replay", counted(ReplayEngine))
+registry.SCORERS.register("gsm8k", SlowGsm8k)
 '''
 
 ARGS = ["--engine", "reference", "--datasets", "gsm8k", "--samples", "12", "--preset", "balanced,performance"]
@@ -68,7 +66,7 @@ def _env(calls: Path, delay: float) -> dict[str, str]:
 
 
 def _cmd(report_dir: Path, extra: list[str]) -> list[str]:
-    return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--report-dir", str(report_dir), *extra]
+    return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", f"--report-dir={report_dir}", *extra]
 
 
 def _calls(log: Path) -> list[dict]:
@@ -165,7 +163,7 @@ def test_sigkill_then_resume_replay_engine(suite: pytest.Pytester, tmp_path: Pat
     rows = [{"task_id": f"gsm8k/{i}", "completion": "The answer is\n#### 0" if i % 2 else "#### 18"}
             for i in range(12)]
     completions.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    _kill_and_resume(suite, ["--completions", str(completions), "--datasets", "gsm8k", "--samples", "12"],
+    _kill_and_resume(suite, [f"--completions={completions}", "--datasets", "gsm8k", "--samples", "12"],
                      kills=1, seed=5)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import SANDBOX_CASES
+from helpers import SANDBOX_CASES
 
 
 def _comparison(root: Path, name: str) -> dict:
@@ -49,7 +49,7 @@ def test_completions_are_scored_against_a_local_dataset_file(suite: pytest.Pytes
     samples = tmp_path / "samples.jsonl"
     samples.write_text("\n".join(json.dumps({"task_id": "Local/0", "completion": c})
                                  for c in ["    return a + b\n", "    return a - b\n"]) + "\n")
-    result = suite.runpytest("-q", "--datasets", str(tasks), "--completions", str(samples), "--pass-k", "1")
+    result = suite.runpytest("-q", f"--datasets={tasks}", f"--completions={samples}", "--pass-k", "1")
     assert result.ret == 0, result.stdout.str()
     (case,) = _comparison(suite.path, "custom_balanced")["cases"]
     assert case["model"] == "replay" and case["dataset"] == "tasks"
@@ -81,7 +81,7 @@ def test_hostile_samples_score_exactly_as_expected(suite: pytest.Pytester) -> No
     before = set(os.listdir(suite.path))
     _become_subreaper()
     result = suite.runpytest_subprocess(
-        "--datasets", str(SANDBOX_CASES / "tasks.jsonl"), "--completions", str(SANDBOX_CASES / "samples.jsonl"),
+        f"--datasets={SANDBOX_CASES / 'tasks.jsonl'}", f"--completions={SANDBOX_CASES / 'samples.jsonl'}",
         timeout=600,
     )
     assert result.ret == 0, result.stdout.str() + result.stderr.str()
@@ -128,6 +128,6 @@ def test_ground_truth_fails_a_dataset_whose_reference_is_wrong(suite: pytest.Pyt
         "canonical_solution": "    return x + 2\n",
         "test": "def check(candidate):\n    assert candidate(1) == 2\n", "entry_point": "inc",
     }) + "\n")
-    result = suite.runpytest("-q", "--ground-truth", "--datasets", str(tasks))
+    result = suite.runpytest("-q", "--ground-truth", f"--datasets={tasks}")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*ground truth: broken reference answers scored 0.00%*Broken/0*"])

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
@@ -21,6 +17,8 @@ from pytest_codeeval.engines.base import SamplingConfig
 from pytest_codeeval.engines.server import ServerEngine, normalize_base_url
 from pytest_codeeval.errors import EngineError
 from pytest_codeeval.items import Prompt
+from helpers import free_port, requests_for, running_vllm_server
+
 
 MODEL = ModelSpec(name="stub_model", hf_id="org/stub-model", kind="chat", family="stub",
                   dtype="bfloat16", max_model_len=2048)
@@ -31,12 +29,6 @@ def options(base_url: str | None, **extra: Any) -> dict[str, Any]:
                             "seed": 1234, "concurrency": 8, "timeout_s": 10.0, "backoff_s": 0.01, "retries": 3}
     opts.update(extra)
     return opts
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Stub:
@@ -153,7 +145,7 @@ def test_chat_and_completions_paths_samples_and_stops() -> None:
         engine.load()
         assert engine.loaded
         base = Prompt("t/1", text="def f():\n", stop=("\ndef ",))
-        out = engine.generate([CHAT, base], [], SamplingConfig(temperature=0.7, n=3, max_new_tokens=16))
+        out = engine.generate(requests_for([CHAT, base], SamplingConfig(temperature=0.7, n=3, max_new_tokens=16)))
     assert [g.text for g in out[0]] == ["ok0", "ok1", "ok2"]
     assert [g.finish_reason for g in out[1]] == ["length"] * 3
     assert [g.sample for g in out[1]] == [0, 1, 2]
@@ -171,7 +163,7 @@ def test_greedy_asks_for_one_sample_and_copies_it() -> None:
     with Stub(ok_script) as stub:
         engine = ServerEngine(MODEL, {}, options(stub.url))
         engine.load()
-        out = engine.generate([CHAT], [], SamplingConfig(temperature=0.0, n=4))
+        out = engine.generate(requests_for([CHAT], SamplingConfig(temperature=0.0, n=4)))
     assert [g.text for g in out[0]] == ["ok0"] * 4
     assert stub.requests[-1][1]["n"] == 1
 
@@ -188,7 +180,7 @@ def test_retries_429_with_backoff_then_succeeds() -> None:
         engine = ServerEngine(MODEL, {}, options(stub.url))
         engine.load()
         start = time.perf_counter()
-        out = engine.generate([CHAT], [], SamplingConfig(temperature=0.0))
+        out = engine.generate(requests_for([CHAT], SamplingConfig(temperature=0.0)))
         waited = time.perf_counter() - start
     assert out[0][0].text == "ok0"
     assert engine.last_call["attempts"] == 3
@@ -204,7 +196,7 @@ def test_a_dropped_connection_is_retried() -> None:
     with Stub(script) as stub:
         engine = ServerEngine(MODEL, {}, options(stub.url))
         engine.load()
-        out = engine.generate([CHAT], [], SamplingConfig())
+        out = engine.generate(requests_for([CHAT], SamplingConfig()))
     assert out[0][0].text == "ok0" and engine.last_call["attempts"] == 2
 
 
@@ -217,8 +209,8 @@ def test_5xx_until_retries_run_out_is_an_engine_error() -> None:
     with Stub(script) as stub:
         engine = ServerEngine(MODEL, {}, options(stub.url, retries=2))
         engine.load()
-        with pytest.raises(EngineError, match=r"stopped answering.*HTTP 503: overloaded.*after 3 attempts"):
-            engine.generate([CHAT], [], SamplingConfig())
+        with pytest.raises(EngineError, match=r"no server replica answers.*HTTP 503: overloaded.*after 3 attempts"):
+            engine.generate(requests_for([CHAT], SamplingConfig()))
     assert len(stub.requests) == 1 + 3
 
 
@@ -234,7 +226,7 @@ def test_a_rejected_prompt_is_an_empty_answer_not_a_failed_run() -> None:
         engine = ServerEngine(MODEL, {}, options(stub.url))
         engine.load()
         bad = Prompt("t/9", messages=({"role": "user", "content": "too long"},))
-        out = engine.generate([CHAT, bad], [], SamplingConfig(n=2, temperature=0.5))
+        out = engine.generate(requests_for([CHAT, bad], SamplingConfig(n=2, temperature=0.5)))
     assert out[0][0].text == "ok0"
     assert [(g.text, g.finish_reason) for g in out[1]] == [("", "error"), ("", "error")]
     assert "prompt is too long" in engine.last_call["rejected"]["t/9"]
@@ -252,7 +244,7 @@ def test_requests_run_concurrently_but_bounded() -> None:
     with Stub(script) as stub:
         engine = ServerEngine(MODEL, {}, options(stub.url, concurrency=4))
         engine.load()
-        out = engine.generate(prompts, [], SamplingConfig())
+        out = engine.generate(requests_for(prompts, SamplingConfig()))
     assert [g[0].item_id for g in out] == [p.item_id for p in prompts]
     assert stub.max_in_flight == 4
     assert engine.last_call["wall_s"] < 12 * 0.15  # not one at a time
@@ -263,44 +255,8 @@ def test_requests_run_concurrently_but_bounded() -> None:
 
 @pytest.fixture(scope="module")
 def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    pytest.importorskip("vllm")
-    from pytest_codeeval.engines import smollm2
-
-    model_dir = smollm2.prepare()
-    port = free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
-             "--served-model-name", "smol", "--host", "127.0.0.1", "--port", str(port), "--enforce-eager",
-             "--max-model-len", "2048", "--max-num-seqs", "32"],
-            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 600  # ~45 s on a quiet machine; a shared CI box is slower
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"vLLM server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"vLLM server not ready after 600 s:\n{log.read_text()[-3000:]}")
-            time.sleep(2)
+    with running_vllm_server(tmp_path_factory.mktemp("server")) as url:
         yield url
-    finally:
-        # Its own session: the engine core child goes with it.
-        os.killpg(proc.pid, 15)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait()
 
 
 @pytest.mark.slow
@@ -315,9 +271,68 @@ def test_real_vllm_server(vllm_server: str) -> None:
     chat = [Prompt(f"c/{i}", messages=({"role": "user", "content": q},))
             for i, q in enumerate(["What is 2 + 3? Answer with the number.", "Name a color."])]
     base = Prompt("b/0", text="def add(a, b):\n    return", stop=("\ndef ",))
-    out = engine.generate([*chat, base], [], SamplingConfig(temperature=0.8, n=2, max_new_tokens=24))
+    out = engine.generate(requests_for([*chat, base], SamplingConfig(temperature=0.8, n=2, max_new_tokens=24)))
     assert [len(g) for g in out] == [2, 2, 2]
     assert all(g.text.strip() for row in out for g in row)
     assert "5" in out[0][0].text + out[0][1].text
     assert all(g.finish_reason in ("stop", "length") for row in out for g in row)
     assert engine.last_call["completion_tokens"] > 0 and engine.last_call["prompt_tokens"] > 0
+
+
+def test_replicas_share_the_load_and_a_failing_one_hands_its_requests_over() -> None:
+    """Three replicas: one is down from the start, one dies after a few requests; the third takes
+    over; every prompt is answered and the engine says which replicas served."""
+    def dies_after_three(path: str, body: dict[str, Any], seen: int) -> tuple[int, Any, dict[str, str]]:
+        if path.endswith("/models"):
+            return 200, MODELS, {}
+        time.sleep(0.05)
+        return (200, completion(body, "b"), {}) if seen <= 4 else (503, {"error": {"message": "gone"}}, {})
+
+    def slow_ok(path: str, body: dict[str, Any], seen: int) -> tuple[int, Any, dict[str, str]]:
+        time.sleep(0.05)
+        return ok_script(path, body, seen)
+
+    down = f"http://127.0.0.1:{free_port()}"
+    with Stub(dies_after_three) as b, Stub(slow_ok) as a:
+        engine = ServerEngine(MODEL, {}, options(f"{a.url},{b.url},{down}", retries=1, concurrency=4))
+        engine.load()  # the down replica is taken out with its reason, the others serve
+        prompts = [Prompt(f"t/{i}", messages=({"role": "user", "content": str(i)},)) for i in range(16)]
+        out = engine.generate(requests_for(prompts, SamplingConfig()))
+    assert all(row[0].text for row in out)
+    replicas = engine.describe()["replicas"]
+    assert "cannot reach" in replicas[f"{down}/v1"]["failed"]
+    assert "HTTP 503" in replicas[f"{b.url}/v1"]["failed"] and replicas[f"{b.url}/v1"]["served"] == 3
+    assert replicas[f"{a.url}/v1"]["served"] == 13
+    assert max(a.max_in_flight, b.max_in_flight) <= 4
+
+
+def test_without_a_live_replica_the_load_fails_with_every_reason() -> None:
+    urls = [f"http://127.0.0.1:{free_port()}" for _ in range(2)]
+    engine = ServerEngine(MODEL, {}, options(",".join(urls)))
+    with pytest.raises(EngineError, match=r"no replica serves the model: cannot reach .* \| cannot reach"):
+        engine.load()
+
+
+@pytest.mark.slow
+def test_two_real_vllm_servers_as_replicas_and_one_stops(tmp_path: Path) -> None:
+    """Two `vllm serve` processes on 127.0.0.1: both serve; then one is stopped and the other
+    takes every request; the engine says which served and why one was taken out."""
+    catalog = load_catalog()
+    model = catalog.model("smollm2_135m_instruct")
+    prompts = [Prompt(f"c/{i}", messages=({"role": "user", "content": f"Say the number {i}."},)) for i in range(12)]
+    with running_vllm_server(tmp_path / "a") as a, running_vllm_server(tmp_path / "b") as b:
+        engine = ServerEngine(model, {}, options(f"{a},{b}", server_model="smol", timeout_s=300.0, retries=1,
+                                                 concurrency=4))
+        engine.load()
+        out = engine.generate(requests_for(prompts, SamplingConfig(max_new_tokens=8)))
+        served = {url: r["served"] for url, r in engine.describe()["replicas"].items()}
+        assert all(row[0].text.strip() for row in out) and all(n > 0 for n in served.values()), served
+    # b stopped (the context exited): a stopped too; start a again alone to see the hand-over
+    with running_vllm_server(tmp_path / "c") as c:
+        dead = f"http://127.0.0.1:{free_port()}"
+        engine = ServerEngine(model, {}, options(f"{dead},{c}", server_model="smol", timeout_s=300.0, retries=1))
+        engine.load()
+        out = engine.generate(requests_for(prompts[:4], SamplingConfig(max_new_tokens=8)))
+        replicas = engine.describe()["replicas"]
+        assert all(row[0].text.strip() for row in out)
+        assert replicas[f"{c}/v1"]["served"] == 4 and "cannot reach" in replicas[f"{dead}/v1"]["failed"]

@@ -79,21 +79,21 @@ def test_catalog_with_a_wrong_type(suite: pytest.Pytester) -> None:
 def test_dataset_file_that_is_not_jsonl(suite: pytest.Pytester) -> None:
     bad = suite.path / "tasks.jsonl"
     bad.write_text('{"task_id": "t/0", "prompt": "def f():\\n", \n')
-    err = _error(suite.runpytest("--collect-only", "--engine", "reference", "--datasets", str(bad)))
+    err = _error(suite.runpytest("--collect-only", "--engine", "reference", f"--datasets={bad}"))
     assert "tasks.jsonl, line 1: not valid JSON" in err and "JSONL" in err
 
 
 def test_dataset_file_missing_a_field(suite: pytest.Pytester) -> None:
     bad = suite.path / "tasks.jsonl"
     bad.write_text(json.dumps({"task_id": "t/0", "prompt": "def f():\n", "test": "", "entry_point": "f"}) + "\n")
-    err = _error(suite.runpytest("--collect-only", "--engine", "reference", "--datasets", str(bad)))
+    err = _error(suite.runpytest("--collect-only", "--engine", "reference", f"--datasets={bad}"))
     assert "record 1: missing field(s) canonical_solution" in err
 
 
 def test_completions_naming_unknown_task_ids(suite: pytest.Pytester) -> None:
     samples = suite.path / "samples.jsonl"
     samples.write_text(json.dumps({"task_id": "HumanEval/9999", "completion": "pass"}) + "\n")
-    err = _error(suite.runpytest("--collect-only", "--datasets", "humaneval", "--completions", str(samples)))
+    err = _error(suite.runpytest("--collect-only", "--datasets", "humaneval", f"--completions={samples}"))
     assert "HumanEval/9999" in err and "--datasets" in err
 
 

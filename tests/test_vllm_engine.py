@@ -15,6 +15,8 @@ from pytest_codeeval.engines.base import SamplingConfig
 from pytest_codeeval.engines.vllm_engine import VLLMEngine
 from pytest_codeeval.errors import EngineError
 from pytest_codeeval.items import Prompt
+from helpers import requests_for
+
 
 CATALOG = load_catalog()
 SMOL = CATALOG.model("smollm2_135m_instruct")
@@ -75,7 +77,7 @@ def test_path_source_without_a_model_folder_fails_before_vllm(tmp_path: Any) -> 
 
 def test_generate_before_load_is_an_error() -> None:
     with pytest.raises(EngineError, match="not loaded"):
-        make().generate([Prompt("x", text="hi")], [], SamplingConfig())
+        make().generate(requests_for([Prompt("x", text="hi")], SamplingConfig()))
 
 
 # --------------------------------------------------------------------- the real engine
@@ -115,7 +117,7 @@ def test_real_engine_loads_generates_and_shuts_down(engine: VLLMEngine) -> None:
         Prompt("c/0", messages=({"role": "user", "content": "Complete this function:\n" + HUMANEVAL_LIKE},)),
         Prompt("c/1", messages=({"role": "user", "content": "What is 2+3?"},)),
     ]
-    out = engine.generate(chat, [], SamplingConfig(temperature=0.0, max_new_tokens=48, n=2))
+    out = engine.generate(requests_for(chat, SamplingConfig(temperature=0.0, max_new_tokens=48, n=2)))
     assert [[g.sample for g in row] for row in out] == [[0, 1], [0, 1]]
     assert out[0][0].text == out[0][1].text and "return" in out[0][0].text
     assert "5" in out[1][0].text
@@ -129,7 +131,7 @@ def test_real_engine_loads_generates_and_shuts_down(engine: VLLMEngine) -> None:
     #     and a prompt over max_model_len that would otherwise fail the whole batch
     base = Prompt("b/0", text=HUMANEVAL_LIKE, stop=("\ndef ", "\nclass "))
     huge = Prompt("b/1", text="word " * 2100, stop=("\ndef ",))
-    out = engine.generate([base, huge], [], SamplingConfig(temperature=0.8, top_p=0.95, max_new_tokens=32, n=3))
+    out = engine.generate(requests_for([base, huge], SamplingConfig(temperature=0.8, top_p=0.95, max_new_tokens=32, n=3)))
     assert len(out[0]) == 3 and all("\ndef " not in g.text for g in out[0])
     assert all(g.finish_reason in ("stop", "length") for g in out[0])
     assert [g.finish_reason for g in out[1]] == ["prompt_too_long"] * 3

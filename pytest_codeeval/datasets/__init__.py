@@ -1,54 +1,24 @@
-"""Dataset loaders, one module per kind of source, looked up by the catalog's
-``loader`` name and imported lazily.
+"""Dataset loaders, one module per kind of source, imported lazily.
 
-A loader is a function ``load(spec, ctx) -> list[Item]``.  It reads a local
+A loader is a function ``load(spec, ctx) -> list[Item]``, found by the
+catalog's ``loader`` name in the registry (registry.LOADERS).  It reads a local
 copy when ``ctx`` points at one (``--data-dir``, ``$CODEEVAL_DATA_DIR`` or an
 absolute ``local_path``), otherwise the HuggingFace hub through ``datasets``.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Callable
-
 from ..catalog import DatasetSpec
-from ..errors import CatalogError, DatasetError
+from ..errors import DatasetError
 from ..items import Item
 from .context import LoadContext
-
-# catalog loader name -> "module:function"
-LOADERS: dict[str, str] = {
-    "humaneval": "pytest_codeeval.datasets.humaneval:load",
-    "humaneval_jsonl": "pytest_codeeval.datasets.humaneval:load_jsonl_file",
-    "shipped": "pytest_codeeval.datasets.shipped:load",
-    "mbpp": "pytest_codeeval.datasets.mbpp:load",
-    "evalplus": "pytest_codeeval.datasets.evalplus:load",
-    "gsm8k": "pytest_codeeval.datasets.gsm8k:load",
-    "ifeval": "pytest_codeeval.datasets.ifeval:load",
-    "bfcl": "pytest_codeeval.datasets.bfcl:load",
-}
-
-
-def get_loader(spec: DatasetSpec) -> Callable[[DatasetSpec, LoadContext], list[Item]]:
-    try:
-        target = LOADERS[spec.loader]
-    except KeyError:
-        raise CatalogError(
-            f"dataset {spec.name!r} names unknown loader {spec.loader!r}. Known loaders: {', '.join(LOADERS)}."
-        ) from None
-    module, _, attr = target.partition(":")
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as e:
-        raise CatalogError(
-            f"dataset {spec.name!r}: its loader {spec.loader!r} is not built in this version "
-            f"of pytest-codeeval ({e}). Pick another dataset with --datasets."
-        ) from None
 
 
 def load_dataset(spec: DatasetSpec, ctx: LoadContext) -> list[Item]:
     """Load all items of a dataset, checked: ids unique, task type set."""
-    items = get_loader(spec)(spec, ctx)
+    from ..registry import LOADERS
+
+    items = LOADERS.get(spec.loader)(spec, ctx)
     seen: set[str] = set()
     for item in items:
         if item.id in seen:
@@ -59,4 +29,4 @@ def load_dataset(spec: DatasetSpec, ctx: LoadContext) -> list[Item]:
     return items
 
 
-__all__ = ["LOADERS", "LoadContext", "get_loader", "load_dataset"]
+__all__ = ["LoadContext", "load_dataset"]

@@ -7,8 +7,10 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
+from .. import defaults
 from ..catalog import ModelSpec
 from ..items import Generation, Item, Prompt
+from ..progress import reporting
 
 
 class EngineDied(RuntimeError):
@@ -21,16 +23,28 @@ class EngineDied(RuntimeError):
 
 @dataclass(frozen=True)
 class SamplingConfig:
-    """Sampling parameters of one run; part of the generation cache key."""
+    """Sampling parameters of one request; part of its generation key."""
 
     temperature: float = 0.0
     top_p: float = 1.0
-    max_new_tokens: int = 512
+    max_new_tokens: int = defaults.MAX_NEW_TOKENS
     n: int = 1  # samples per item (pass@k needs n >= k)
-    seed: int = 1234
+    seed: int = defaults.SEED
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One prompt for an engine: the item it asks about and how to sample.
+
+    A call may mix requests of several datasets (each with its own token
+    budget): vLLM schedules them all at once, which is what makes it fast."""
+
+    prompt: Prompt
+    item: Item
+    sampling: SamplingConfig
 
 
 @dataclass
@@ -38,46 +52,54 @@ class EngineStats:
     """What an engine measured; goes into each case's ``performance`` object."""
 
     load_seconds: float = 0.0
-    peak_memory_bytes: int = 0
-    memory_kind: str = ""  # "gpu" (NVML/torch) or "cpu_rss" (engine processes)
-    device: str = "cpu"
+    prepare_seconds: float | None = None  # one-time preparation before the load (conversion, download)
+    peak_memory_bytes: int | None = None
+    memory_kind: str | None = None  # "gpu" (NVML) or "cpu_rss" (engine processes); None: not measured
+    device: str | None = None
+    devices: list[str] = field(default_factory=list)  # the GPUs it runs on, as CUDA_VISIBLE_DEVICES names them
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Engine(ABC):
-    """A loaded model that turns prompts into generations.
+    """A loaded model that turns requests into generations.
 
-    ``generate`` receives every prompt of a dataset at once (so batching
-    engines can batch them) and returns, per prompt, ``sampling.n``
-    generations in sample order.
+    ``generate`` receives many requests at once (so batching engines can
+    batch them) and returns, per request, ``request.sampling.n`` generations
+    in sample order.
     """
 
     kind: str = "abstract"
+    # Whether tokens/s of this engine mean anything: the model-free engines
+    # (reference, replay) count words over microseconds, which is no speed.
+    measures_speed: bool = True
 
-    def __init__(self, model_name: str) -> None:
+    def __init__(self, model_name: str, devices: Sequence[str] = ()) -> None:
         self.model_name = model_name
-        self.stats = EngineStats()
+        self.stats = EngineStats(devices=list(devices))
         self._loaded = False
+        self.last_call: dict[str, Any] = {}  # figures of the latest generate() call
 
     @property
     def loaded(self) -> bool:
         return self._loaded
 
     def load(self) -> None:
-        """Load the model (timed into ``stats.load_seconds``)."""
+        """Load the model and warm it up (timed into ``stats.load_seconds``; preparation apart)."""
         start = time.perf_counter()
         self._load()
-        self.stats.load_seconds = time.perf_counter() - start
+        self._warm_up()
+        self.stats.load_seconds = time.perf_counter() - start - (self.stats.prepare_seconds or 0.0)
         self._loaded = True
 
     def _load(self) -> None:  # engines without a model have nothing to load
         pass
 
+    def _warm_up(self) -> None:
+        """A short untimed call after loading (engines that compile or capture graphs lazily)."""
+
     @abstractmethod
-    def generate(
-        self, prompts: Sequence[Prompt], items: Sequence[Item], sampling: SamplingConfig
-    ) -> list[list[Generation]]:
-        """One list of ``sampling.n`` generations per prompt, in prompt order."""
+    def generate(self, requests: Sequence[Request]) -> list[list[Generation]]:
+        """One list of ``request.sampling.n`` generations per request, in request order."""
 
     def close(self) -> None:
         """Free the model for real (engine processes gone, memory back)."""
@@ -93,11 +115,27 @@ class ModelEngine(Engine):
     settings (with the model's overrides) and the run's engine options."""
 
     def __init__(self, model: ModelSpec, settings: dict[str, Any], options: dict[str, Any]) -> None:
-        super().__init__(model.name)
+        super().__init__(model.name, options.get("devices") or ())
         self.model = model
         self.settings = dict(settings)
         self.options = dict(options)
-        self.last_call: dict[str, Any] = {}  # figures of the latest generate() call
+
+    # Compiled kernels and CUDA graphs are built on the first calls: one short
+    # call at load time puts that cost into load time, where it belongs,
+    # instead of into the first case's tokens/s.
+    warm_up_on_load = True
+
+    def _warm_up(self) -> None:
+        if not self.warm_up_on_load:
+            return
+        prompt = (Prompt("warm-up", messages=({"role": "user", "content": "Say hi."},)) if self.model.chat
+                  else Prompt("warm-up", text="def hello():"))
+        item = Item(id="warm-up", task_type="code", prompt="", reference="")
+        start = time.perf_counter()
+        with reporting(None):  # the warm-up is no part of the call whose progress is shown
+            self.generate([Request(prompt, item, SamplingConfig(max_new_tokens=8))])
+        self.stats.extra["warm_up_s"] = round(time.perf_counter() - start, 3)
+        self.last_call = {}
 
     @staticmethod
     def call_figures(wall: float, requests: int, n: int, greedy: bool, prompt_tokens: int,
@@ -113,3 +151,14 @@ class ModelEngine(Engine):
             "tokens_per_s": completion_tokens / wall if wall > 0 else 0.0,
             **extra,
         }
+
+
+def group_by_sampling(requests: Sequence[Request]) -> dict[SamplingConfig, list[int]]:
+    """Request indices per distinct sampling config, in first-seen order."""
+    groups: dict[SamplingConfig, list[int]] = {}
+    for i, r in enumerate(requests):
+        groups.setdefault(r.sampling, []).append(i)
+    return groups
+
+
+__all__ = ["SamplingConfig", "Request", "EngineStats", "Engine", "ModelEngine", "group_by_sampling"]

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ..items import Generation, Item, Prompt
-from .base import Engine, SamplingConfig
+from ..items import Generation, Item
+from .base import Engine, Request
 
 
 def reference_answer(item: Item, chat: bool) -> str:
@@ -22,19 +22,20 @@ def reference_answer(item: Item, chat: bool) -> str:
 
 class ReferenceEngine(Engine):
     kind = "reference"
+    measures_speed = False
 
-    def __init__(self, model_name: str = "reference", chat: bool = True, **_: Any) -> None:
-        super().__init__(model_name)
+    def __init__(self, model_name: str = "reference", chat: bool = True, devices: Sequence[str] = (),
+                 **_: Any) -> None:
+        super().__init__(model_name, devices)
         self.chat = chat
 
-    def generate(
-        self, prompts: Sequence[Prompt], items: Sequence[Item], sampling: SamplingConfig
-    ) -> list[list[Generation]]:
+    def generate(self, requests: Sequence[Request]) -> list[list[Generation]]:
         out: list[list[Generation]] = []
-        for prompt, item in zip(prompts, items):
-            text = reference_answer(item, chat=prompt.messages is not None)
+        for req in requests:
+            text = reference_answer(req.item, chat=req.prompt.messages is not None)
             out.append([
-                Generation(item_id=item.id, sample=j, text=text, completion_tokens=len(text.split()), finish_reason="stop")
-                for j in range(sampling.n)
+                Generation(item_id=req.item.id, sample=j, text=text, completion_tokens=len(text.split()),
+                           finish_reason="stop")
+                for j in range(req.sampling.n)
             ])
         return out

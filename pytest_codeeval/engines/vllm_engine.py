@@ -5,12 +5,13 @@ the model-free engines never pay for (or need) it.
 
 Why the pieces look the way they do:
 
-* All prompts of a dataset go to vLLM in one ``llm.chat`` (chat prompts) or
-  ``llm.generate`` (raw text) call, with ``SamplingParams(n=k)`` for k samples:
-  vLLM's scheduler batches them; looping over prompts would be several times
-  slower (DESIGN.md, lm-evaluation-harness lesson).
+* Every request of a call goes to vLLM in one ``llm.chat`` (chat prompts) or
+  ``llm.generate`` (raw text) call, each with its own ``SamplingParams`` (its
+  dataset's token budget, ``n=k`` for k samples): vLLM's scheduler batches
+  them; looping over prompts or datasets is several times slower (measured
+  here: 30 prompts took 80.7 s as six per-dataset calls, 40.2 s as one).
 * On the vLLM CPU backend a per-request seed with temperature > 0 kills the
-  engine ("CPU Generator does not use offset", ENVIRONMENT.md), so the seed is
+  engine ("CPU Generator does not use offset", vLLM CPU 0.32), so the seed is
   engine-wide there (``LLM(seed=...)``) and per request only on GPU.
 * vLLM does not reliably give GPU memory back when a second model is built in
   the same process: ``close`` shuts the engine core down, waits for its
@@ -43,27 +44,33 @@ import threading
 import time
 import warnings
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from .. import defaults
 from ..catalog import ModelSpec
 from ..errors import EngineError
-from ..items import Generation, Item, Prompt
+from ..items import Generation, Prompt
 from ..progress import CallProgress, current_sink
 from ..runlog import get_logger
 from . import lifecycle, memory
-from .base import EngineDied, ModelEngine, SamplingConfig
+from .base import EngineDied, ModelEngine, Request, SamplingConfig
 from .supervisor import is_alive
+from .weights import cpu_dtype, resolve_weights
+
+def _greedy(sampling: SamplingConfig) -> bool:
+    return sampling.temperature <= 0
+
 
 # Memory still held on the device after a close, beyond what was used before
 # the first load, that we tolerate without a warning (CUDA context, NCCL buffers).
 GPU_SLACK_BYTES = 1 * memory.GIB
 # How long close() waits for the engine processes and the device memory.
-CLOSE_TIMEOUT_S = 30.0
+CLOSE_TIMEOUT_S = defaults.ENGINE_CLOSE_TIMEOUT_S
 
-# Device memory in use before this process loaded its first model: the level
-# every later load expects to find again once the previous model is closed.
-_gpu_baseline_used: int | None = None
+# Per device, the memory in use before this process loaded its first model
+# there: the level every later load expects to find again once the previous
+# model is closed.
+_gpu_baseline_used: dict[str, int] = {}
 
 
 def cpu_kvcache_gib(settings: dict[str, Any]) -> int:
@@ -83,16 +90,6 @@ def supported_engine_args(kwargs: dict[str, Any]) -> tuple[dict[str, Any], list[
     return {k: v for k, v in kwargs.items() if k in known}, sorted(set(kwargs) - known)
 
 
-def cpu_has_bf16() -> bool:
-    """Native bf16 on this CPU (AVX512-BF16 or AMX), from /proc/cpuinfo's flags."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "")
-    except OSError:
-        return False
-    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
-
-
 class VLLMEngine(ModelEngine):
     kind = "vllm"
 
@@ -103,7 +100,7 @@ class VLLMEngine(ModelEngine):
         self.engine_kwargs: dict[str, Any] = {}
         self._llm: Any = None
         self._on_gpu = False
-        self._nvml: memory.Nvml | None = None
+        self._nvml: memory.NvmlGroup | None = None
         self._engine_pids: set[int] = set()
         self._gpu_used_before_load = 0
         self._watch: lifecycle.EngineWatch | None = None
@@ -132,9 +129,16 @@ class VLLMEngine(ModelEngine):
         )
 
         env_backup: dict[str, str | None] = {}
+        if self._on_gpu and self.stats.devices:
+            # The engine core is spawned: it sees exactly this engine's devices (placement.py).
+            env_backup["CUDA_VISIBLE_DEVICES"] = os.environ.get("CUDA_VISIBLE_DEVICES")
+            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(self.stats.devices)
+        before = memory.child_pids()
         if self._on_gpu:
             self._check_gpu_before_load()
-            self.stats.memory_kind = "gpu"
+            # vLLM takes its memory fraction of each device up front: what it
+            # reserved, not what the model needs
+            self.stats.memory_kind = "gpu_reserved"
             assert self._nvml is not None
             self.stats.device = self._nvml.name()
             self._gpu_used_before_load = self._nvml.info()[0]
@@ -147,9 +151,9 @@ class VLLMEngine(ModelEngine):
             env_backup["VLLM_CPU_KVCACHE_SPACE"] = os.environ.get("VLLM_CPU_KVCACHE_SPACE")
             os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(kv_gib)
             self.stats.extra["cpu_kvcache_space_gib"] = kv_gib
-            sampler = memory.PeakSampler("cpu_rss")
+            # the engine's own processes: those started since (not pytest's)
+            sampler = memory.PeakSampler("cpu_rss", pids=lambda: memory.child_pids() - before)
 
-        before = memory.child_pids()
         self._dead = None
         try:
             with lifecycle.watched_start(f"{self.model.name} (vllm)") as watch, sampler:
@@ -176,7 +180,7 @@ class VLLMEngine(ModelEngine):
                     os.environ[key] = value
         self._engine_pids = memory.engine_pids(before)
         watch.adopt(self._engine_pids)
-        self.stats.peak_memory_bytes = max(self.stats.peak_memory_bytes, sampler.peak)
+        self.stats.peak_memory_bytes = max(self.stats.peak_memory_bytes or 0, sampler.peak)
         self.stats.extra["load_peak_memory_bytes"] = sampler.peak
 
         if self.model.chat and not getattr(self._llm.get_tokenizer(), "chat_template", None):
@@ -187,20 +191,7 @@ class VLLMEngine(ModelEngine):
             )
 
     def resolve_model(self) -> str:
-        source = self.model.source
-        if source == "smollm2_package":
-            from . import smollm2
-
-            return str(smollm2.prepare(self.options.get("cache_dir")))
-        if source == "path":
-            path = Path(self.model.path).expanduser()
-            if not self.model.path or not (path / "config.json").is_file():
-                raise EngineError(
-                    f"model {self.model.name!r} has source = \"path\" but {self.model.path!r} is not a model folder "
-                    "(no config.json). Set path to a folder with config.json and weights."
-                )
-            return str(path)
-        return self.model.hf_id
+        return resolve_weights(self.model, self.options, self.stats)
 
     def build_engine_kwargs(self, on_gpu: bool) -> dict[str, Any]:
         """``LLM(...)`` keyword arguments from the model entry and the preset settings."""
@@ -229,72 +220,70 @@ class VLLMEngine(ModelEngine):
             # GPU-only settings (memory fraction, fp8 KV cache, tensor parallel)
             # do not apply to the CPU backend; its KV cache is sized by env var.
             kwargs["enforce_eager"] = bool(s.get("cpu_enforce_eager", True))
-            if kwargs["dtype"] in ("bfloat16", "bf16") and not cpu_has_bf16():
-                # Without AVX512-BF16/AMX, vLLM's CPU backend falls back from
-                # oneDNN to plain torch for bf16 matmuls: measured here (AVX2
-                # EPYC) 14 tokens/s in bf16 against 57 in float32 on SmolLM2.
-                kwargs["dtype"] = "float32"
-                self.stats.extra["dtype_fallback"] = "bfloat16 -> float32 (this CPU has no native bf16)"
+            # vLLM's CPU backend falls back from oneDNN to plain torch for bf16
+            # matmuls on CPUs without native bf16 (weights.cpu_dtype).
+            kwargs["dtype"], fallback = cpu_dtype(kwargs["dtype"])
+            if fallback:
+                self.stats.extra["dtype_fallback"] = fallback
         return kwargs
 
     def _check_gpu_before_load(self) -> None:
-        """Say so when the previous model's memory did not come back, and refuse a load that cannot fit."""
-        global _gpu_baseline_used
-        self._nvml = memory.Nvml()
-        used, free, total = self._nvml.info()
-        if _gpu_baseline_used is None:
-            _gpu_baseline_used = used
-        leftover = used - _gpu_baseline_used
-        self.stats.extra["gpu_free_before_load_bytes"] = free
-        if leftover > GPU_SLACK_BYTES:
-            self.stats.extra["gpu_memory_not_returned_bytes"] = leftover
-            warnings.warn(
-                f"before loading {self.model.name}: {leftover / memory.GIB:.1f} GiB of GPU memory used since this "
-                f"session's first load has not come back (a previous model's engine may still be alive). "
-                f"Free: {free / memory.GIB:.1f} of {total / memory.GIB:.1f} GiB.",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-        need = float(self.settings["gpu_memory_utilization"]) * total
-        if free < need:
-            raise EngineError(
-                f"model {self.model.name!r}: the preset asks vLLM for {need / memory.GIB:.1f} GiB "
-                f"(gpu_memory_utilization={self.settings['gpu_memory_utilization']}) but only "
-                f"{free / memory.GIB:.1f} GiB of {total / memory.GIB:.1f} GiB is free. Free the GPU, or use "
-                "--preset memory_optimized, or lower gpu_memory_utilization in the model's [engine] table."
-            )
+        """On each of the engine's devices: say so when the previous model's memory
+        did not come back, and refuse a load that cannot fit."""
+        self._nvml = memory.NvmlGroup(self.stats.devices or None)
+        per_device = self._nvml.per_device()
+        self.stats.extra["gpu_free_before_load_bytes"] = sum(free for _, free, _ in per_device.values())
+        where = len(per_device) > 1
+        for device, (used, free, total) in per_device.items():
+            leftover = used - _gpu_baseline_used.setdefault(device, used)
+            on = f" on GPU {device}" if where else ""
+            if leftover > GPU_SLACK_BYTES:
+                self.stats.extra.setdefault("gpu_memory_not_returned_bytes", {})[device] = leftover
+                warnings.warn(
+                    f"before loading {self.model.name}: {leftover / memory.GIB:.1f} GiB of GPU memory{on} used since "
+                    f"this session's first load has not come back (a previous model's engine may still be alive). "
+                    f"Free: {free / memory.GIB:.1f} of {total / memory.GIB:.1f} GiB.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            need = float(self.settings["gpu_memory_utilization"]) * total
+            if free < need:
+                raise EngineError(
+                    f"model {self.model.name!r}: the preset asks vLLM for {need / memory.GIB:.1f} GiB{on} "
+                    f"(gpu_memory_utilization={self.settings['gpu_memory_utilization']}) but only "
+                    f"{free / memory.GIB:.1f} GiB of {total / memory.GIB:.1f} GiB is free. Free the GPU, or use "
+                    "--preset memory_optimized, or lower gpu_memory_utilization in the model's [engine] table."
+                )
 
     # ------------------------------------------------------------- generate
-    def generate(
-        self, prompts: Sequence[Prompt], items: Sequence[Item], sampling: SamplingConfig
-    ) -> list[list[Generation]]:
+    def generate(self, requests: Sequence[Request]) -> list[list[Generation]]:
         if self._dead is not None:
             raise EngineDied(f"the vLLM engine of {self.model.name!r} died earlier in this run: {self._dead}")
         if self._llm is None:
             raise EngineError(f"engine for {self.model.name!r} is not loaded; call load() first.")
         from vllm import SamplingParams
 
-        n = max(1, int(sampling.n))
-        # vLLM refuses n > 1 with greedy decoding ("n must be 1 when using greedy
-        # sampling"); greedy samples are identical, so one is generated and copied.
-        greedy = sampling.temperature <= 0
-        n_request = 1 if greedy else n
-        results: list[list[Generation]] = [[] for _ in prompts]
+        results: list[list[Generation]] = [[] for _ in requests]
+        prompts = [r.prompt for r in requests]
         too_long = self._too_long(prompts)
         chat_idx = [i for i, p in enumerate(prompts) if p.messages is not None and i not in too_long]
         text_idx = [i for i, p in enumerate(prompts) if p.messages is None and i not in too_long]
+        made: dict[tuple[SamplingConfig, tuple[str, ...]], Any] = {}
 
         def params_for(indices: list[int]) -> Any:
-            stops = [tuple(prompts[i].stop) for i in indices]
-            made = {s: self._sampling_params(SamplingParams, sampling, n_request, s) for s in set(stops)}
-            # One object when every prompt shares its stops (the usual case), else one per prompt.
-            return made[stops[0]] if len(made) == 1 else [made[s] for s in stops]
+            keys = [(requests[i].sampling, tuple(prompts[i].stop)) for i in indices]
+            for key in keys:
+                if key not in made:
+                    made[key] = self._sampling_params(SamplingParams, *key)
+            # One object when every request shares it (the usual case), else one per request.
+            return made[keys[0]] if len(set(keys)) == 1 else [made[k] for k in keys]
 
         # GPU: device memory over what was used before this model loaded, as at load.
-        sampler = memory.PeakSampler(self.stats.memory_kind or "cpu_rss", self._nvml,
-                                     baseline=self._gpu_used_before_load)
+        sampler = memory.PeakSampler("gpu" if self._on_gpu else "cpu_rss", self._nvml,
+                                     baseline=self._gpu_used_before_load, pids=lambda: self._engine_pids)
         start = time.perf_counter()
-        with sampler, self._guarded_call(current_sink(), len(chat_idx) + len(text_idx), sampling.max_new_tokens):
+        budget = max((requests[i].sampling.max_new_tokens for i in chat_idx + text_idx), default=0)
+        with sampler, self._guarded_call(current_sink(), len(chat_idx) + len(text_idx), budget):
             outputs: dict[int, Any] = {}
             if chat_idx:
                 batch = [list(prompts[i].messages or ()) for i in chat_idx]
@@ -307,34 +296,27 @@ class VLLMEngine(ModelEngine):
         wall = time.perf_counter() - start
 
         prompt_tokens = completion_tokens = 0
-        for i, prompt in enumerate(prompts):
+        for i, req in enumerate(requests):
+            n = max(1, int(req.sampling.n))
             if i in too_long:
-                results[i] = [
-                    Generation(prompt.item_id, j, "", too_long[i], 0, "prompt_too_long") for j in range(n)
-                ]
+                results[i] = [Generation(req.prompt.item_id, j, "", too_long[i], 0, "prompt_too_long") for j in range(n)]
                 continue
             out = outputs[i]
             p_tokens = len(out.prompt_token_ids or ())
             prompt_tokens += p_tokens
             ordered = sorted(out.outputs, key=lambda c: c.index)
-            if greedy:
+            if _greedy(req.sampling):
                 ordered = ordered[:1] * n
             for j, c in enumerate(ordered):
-                results[i].append(
-                    Generation(prompt.item_id, j, c.text, p_tokens, len(c.token_ids), c.finish_reason)
-                )
+                results[i].append(Generation(req.prompt.item_id, j, c.text, p_tokens, len(c.token_ids), c.finish_reason))
             # Tokens the engine actually generated (a copied greedy sample costs nothing).
             completion_tokens += sum(len(c.token_ids) for c in out.outputs)
-        self.stats.peak_memory_bytes = max(self.stats.peak_memory_bytes, sampler.peak)
-        self.last_call = self.call_figures(wall, len(prompts), n, greedy, prompt_tokens, completion_tokens,
-                                           peak_memory_bytes=sampler.peak, prompts_too_long=len(too_long),
+        self.stats.peak_memory_bytes = max(self.stats.peak_memory_bytes or 0, sampler.peak)
+        n_max = max((r.sampling.n for r in requests), default=1)
+        self.last_call = self.call_figures(wall, len(requests), n_max, any(_greedy(r.sampling) for r in requests),
+                                           prompt_tokens, completion_tokens, peak_memory_bytes=sampler.peak,
+                                           prompts_too_long=len(too_long),
                                            seed_scope="request" if self._on_gpu else "engine")
-        totals = self.stats.extra.setdefault("generate_totals", {"calls": 0, "wall_s": 0.0,
-                                                                 "prompt_tokens": 0, "completion_tokens": 0})
-        totals["calls"] += 1
-        totals["wall_s"] += wall
-        totals["prompt_tokens"] += prompt_tokens
-        totals["completion_tokens"] += completion_tokens
         return results
 
     @contextmanager
@@ -389,9 +371,11 @@ class VLLMEngine(ModelEngine):
         states = list(self._llm.llm_engine.output_processor.request_states.values())  # one atomic copy
         return [s.detokenizer.num_output_tokens() for s in states if s.detokenizer is not None]
 
-    def _sampling_params(self, cls: Any, sampling: SamplingConfig, n: int, stop: tuple[str, ...]) -> Any:
+    def _sampling_params(self, cls: Any, sampling: SamplingConfig, stop: tuple[str, ...]) -> Any:
+        # vLLM refuses n > 1 with greedy decoding ("n must be 1 when using greedy
+        # sampling"); greedy samples are identical, so one is generated and copied.
         kwargs: dict[str, Any] = {
-            "n": n,
+            "n": 1 if _greedy(sampling) else max(1, int(sampling.n)),
             "temperature": float(sampling.temperature),
             "top_p": float(sampling.top_p) if sampling.temperature > 0 else 1.0,
             "max_tokens": int(sampling.max_new_tokens),
@@ -471,7 +455,7 @@ class VLLMEngine(ModelEngine):
         deadline = time.monotonic() + CLOSE_TIMEOUT_S
         leftover = 0
         while True:
-            leftover = self._nvml.info()[0] - (_gpu_baseline_used or 0)
+            leftover = self._nvml.info()[0] - sum(_gpu_baseline_used.get(m.device, 0) for m in self._nvml.members)
             if leftover <= GPU_SLACK_BYTES or time.monotonic() > deadline:
                 break
             time.sleep(0.5)

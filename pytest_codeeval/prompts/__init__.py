@@ -1,6 +1,7 @@
 """Prompt templates per task type and model kind.
 
-One module per task type, each exposing
+One module per task type (registry.PROMPTS; packages add task types through
+entry points), each exposing
 
     TEMPLATES: dict[str, str]          # every template text it uses (hashed into the manifest)
     build(item, chat, system_prompt) -> Prompt
@@ -12,22 +13,15 @@ models get raw text plus stop sequences.
 from __future__ import annotations
 
 import hashlib
-import importlib
 from types import ModuleType
 
 from ..catalog import DatasetSpec, ModelSpec
 from ..items import Item, Prompt
 
-PROMPT_MODULES: dict[str, str] = {
-    "code": "pytest_codeeval.prompts.code",
-    "function_calling": "pytest_codeeval.prompts.function_calling",
-    "math": "pytest_codeeval.prompts.math",
-    "instruction_following": "pytest_codeeval.prompts.instruction_following",
-}
-
-
 def _module(task_type: str) -> ModuleType:
-    return importlib.import_module(PROMPT_MODULES[task_type])
+    from ..registry import PROMPTS  # one module per task type (registry.PROMPTS)
+
+    return PROMPTS.get(task_type)
 
 
 def build_prompt(item: Item, dataset: DatasetSpec, model: ModelSpec, system_prompt: str | None = None) -> Prompt:

@@ -70,3 +70,36 @@ def build_manifest(root: Path, extra: dict[str, Any] | None = None) -> dict[str,
     if extra:
         manifest.update(extra)
     return manifest
+
+
+def sandbox_line() -> list[str]:
+    """The pytest header line naming the sandbox's isolation level (empty without a sandbox)."""
+    try:
+        from ..sandbox import probe_isolation, samples_cannot_import
+    except ImportError:  # the sandbox is optional for model-free, non-code runs
+        return []
+    level = probe_isolation()
+    why = samples_cannot_import(level)
+    return [f"codeeval sandbox: {level}" + (f" (WARNING: {why})" if why else "")]
+
+
+def run_manifest(state: Any) -> dict[str, Any]:
+    """The manifest of a run: versions, hardware, git revision, prompt
+    template hashes and the sandbox's isolation level."""
+    from ..prompts import template_hash
+
+    from ..gating import items_sha256
+
+    task_types = sorted({state.catalog.dataset(c.dataset).task_type for c in state.selected})
+    extra: dict[str, Any] = {"prompt_templates": {t: template_hash(t) for t in task_types}}
+    # What the gate compares a later run's data with (the items this run evaluated).
+    datasets = dict.fromkeys(c.dataset for c in state.selected)
+    extra["datasets"] = {d: {"sha256": items_sha256(state.items(d)), "n_items": len(state.items(d))}
+                         for d in datasets}
+    try:
+        from ..sandbox import probe_isolation
+
+        extra["sandbox_isolation"] = probe_isolation()
+    except ImportError:
+        pass
+    return build_manifest(state.config.rootpath, extra)

@@ -1,38 +1,22 @@
-"""Scorers: one per published scoring method, looked up by the catalog's name.
+"""Scorers: one per published scoring method, found by the catalog's name in
+the registry (registry.SCORERS; packages add their own through entry points).
 
-Imported lazily so a dry run imports none of them.
+Nothing is imported here eagerly, so a dry run imports no scorer.
 """
 
 from __future__ import annotations
 
-import importlib
+from typing import TYPE_CHECKING
 
-from ..errors import CatalogError
-from .base import ScoreContext, Scorer
-
-# catalog scorer name -> "module:class"
-SCORERS: dict[str, str] = {
-    "code_exec": "pytest_codeeval.scoring.code:CodeExecScorer",
-    "bfcl_ast": "pytest_codeeval.scoring.bfcl:BfclAstScorer",
-    "gsm8k": "pytest_codeeval.scoring.gsm8k:Gsm8kScorer",
-    "ifeval": "pytest_codeeval.scoring.ifeval:IfevalScorer",
-}
+if TYPE_CHECKING:
+    from .base import Scorer
 
 
-def get_scorer(name: str) -> Scorer:
-    try:
-        target = SCORERS[name]
-    except KeyError:
-        raise CatalogError(f"unknown scorer {name!r}. Known scorers: {', '.join(SCORERS)}.") from None
-    module, _, attr = target.partition(":")
-    try:
-        cls = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as e:
-        raise CatalogError(
-            f"scorer {name!r} is not built in this version of pytest-codeeval ({e}). "
-            "Pick another dataset with --datasets."
-        ) from None
-    return cls()
+def get_scorer(name: str) -> "Scorer":
+    """A fresh scorer for a catalog scorer name (a usage error when unknown)."""
+    from ..registry import SCORERS
+
+    return SCORERS.get(name)()
 
 
-__all__ = ["Scorer", "ScoreContext", "get_scorer", "SCORERS"]
+__all__ = ["get_scorer"]

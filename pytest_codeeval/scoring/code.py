@@ -27,8 +27,9 @@ from ..extraction import extract_code
 from ..items import Item, Verdict
 from ..sandbox import Limits, Outcome, SampleJob, SandboxPool, TimeLimits, Timing, TimingCache
 from ..sandbox.limits import item_key
+from .. import metrics as m
 from .base import ScoreContext, Scorer
-from .passk import mean_pass_at_k, reportable_ks
+from .options import Option
 
 
 def _defines(code: str, name: str) -> bool:
@@ -121,6 +122,11 @@ class CodeExecScorer(Scorer):
     name = "code_exec"
     version = "1"
     primary_metric = "pass@1"
+    # Samples the harness could not judge are out of n and never silently a
+    # model failure: the report shows how many there were.
+    metrics = (m.pass_at_k(), m.count(("sandbox_error",), "sandbox_errors"),
+               m.count(("unverified",), "unverified"))
+    options = {"sandbox_limits": Option(dict, {}, "per-sample sandbox limits, a table of Limits fields")}
 
     def __init__(self, limits: Limits | None = None, workers: int | None = None,
                  timing_cache: TimingCache | None = None) -> None:
@@ -236,17 +242,6 @@ class CodeExecScorer(Scorer):
                 outcomes[n] = again
         return len(unknown), len(redo)
 
-    def aggregate(self, items: Sequence[Item], verdicts: Sequence[Sequence[Verdict]], ctx: ScoreContext) -> dict[str, float]:
-        counts = [(len(row), sum(v.passed for v in row)) for row in verdicts if row]
-        metrics: dict[str, float] = {}
-        for k in reportable_ks((n for n, _ in counts), ctx.ks) or [1]:
-            metrics[f"pass@{k}"] = mean_pass_at_k(counts, k) if counts else 0.0
-        flat = [v for row in verdicts for v in row]
-        # never silently a model failure: the report shows how many there were
-        metrics["sandbox_errors"] = float(sum(v.verdict == "sandbox_error" for v in flat))
-        metrics["judge_in_sandbox"] = float(sum(v.scores.get("judge_in_sandbox", 0.0) for v in flat))
-        return metrics
-
 
 def ground_truth(items: Sequence[Item], limits: Limits | None = None, workers: int | None = None) -> list[Verdict]:
     """Each item's reference solution through the same sandbox (completion semantics).
@@ -260,6 +255,3 @@ def ground_truth(items: Sequence[Item], limits: Limits | None = None, workers: i
                          reuse_reference_runs=True)
     return [row[0] for row in rows]
 
-
-def ground_truth_failures(verdicts: Sequence[Verdict]) -> list[Verdict]:
-    return [v for v in verdicts if not v.passed]

@@ -30,6 +30,7 @@ from typing import Sequence
 
 from ..extraction import final_answer_flexible, final_answer_strict
 from ..items import Item, Verdict
+from .. import metrics as m
 from .base import ScoreContext, Scorer
 
 # lm-eval gsm8k.yaml metric_list[0].regexes_to_ignore, in order.
@@ -58,6 +59,9 @@ def extract(answer: str) -> tuple[str, str]:
 class Gsm8kScorer(Scorer):
     name = "gsm8k"
     version = "1"
+    # Both exact-match means over all samples (lm-eval: mean over docs; with
+    # one sample per item the two agree).
+    metrics = (m.mean(STRICT), m.mean(FLEXIBLE))
     primary_metric = STRICT
 
     def score(
@@ -96,11 +100,3 @@ class Gsm8kScorer(Scorer):
             # What the primary filter read, else the flexible one; None: no number at all.
             extracted=strict if strict != INVALID else (flexible if flexible != INVALID else None),
         )
-
-    def aggregate(self, items: Sequence[Item], verdicts: Sequence[Sequence[Verdict]], ctx: ScoreContext) -> dict[str, float]:
-        """Both exact-match means over all samples (lm-eval: mean over docs;
-        with one sample per item the two agree)."""
-        flat = [v for row in verdicts for v in row]
-        if not flat:
-            return {STRICT: 0.0, FLEXIBLE: 0.0}
-        return {k: sum(v.scores[k] for v in flat) / len(flat) for k in (STRICT, FLEXIBLE)}

