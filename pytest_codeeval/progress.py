@@ -74,7 +74,9 @@ class CallProgress:
     :meth:`advance` as prompts finish (from any thread: a server engine's
     pool reports from its workers) and :meth:`finish`.  ``live_tokens``
     (optional) returns the tokens generated so far by each request still
-    running, so tokens/s moves before the first prompt is done.
+    running, so tokens/s moves before the first prompt is done.  Several
+    engines sharing one call (data parallel) each report through a
+    :meth:`part`.
 
     The ETA is the time per finished prompt times the prompts left: with
     every prompt in flight at once, short answers finish first at a steady
@@ -101,7 +103,7 @@ class CallProgress:
         self.total = 0
         self.done = 0
         self.tokens = 0  # completion tokens of the finished prompts
-        self.live_tokens: Callable[[], Sequence[int]] | None = None
+        self.live_sources: list[Callable[[], Sequence[int]]] = []
         self.max_tokens: int | None = None
         self.t0 = time.monotonic()
         self.ended: float | None = None
@@ -115,7 +117,7 @@ class CallProgress:
     def start(self, total: int, live_tokens: Callable[[], Sequence[int]] | None = None,
               max_tokens: int | None = None) -> None:
         self.total, self.done, self.tokens = total, 0, 0
-        self.live_tokens = live_tokens
+        self.live_sources = [live_tokens] if live_tokens is not None else []
         self.max_tokens = max_tokens
         self.t0 = time.monotonic()
         self.ended = None
@@ -148,12 +150,12 @@ class CallProgress:
         elapsed = max(now - self.t0, 1e-9)
         with self._lock:
             done, tokens = self.done, self.tokens
-        running: Sequence[int] = ()
-        if self.live_tokens is not None and self.ended is None:
+        running: list[int] = []
+        for source in list(self.live_sources) if self.ended is None else []:
             try:
-                running = self.live_tokens()
+                running += source()
             except Exception:  # a peek into a running engine must never break it
-                self.live_tokens = None
+                self.live_sources.remove(source)
         tokens += sum(running)
         eta = elapsed / done * (self.total - done) if 0 < done < self.total else None
         if self.max_tokens and running and min(running) > 0 and done < self.total:
@@ -161,6 +163,10 @@ class CallProgress:
             eta = to_cap if eta is None else min(eta, to_cap)
         return {"done": done, "total": self.total, "tokens": tokens, "tokens_per_s": tokens / elapsed,
                 "elapsed_s": elapsed, "eta_s": eta}
+
+    def part(self) -> "PartProgress":
+        """A share of this call for one of several engines generating it together (data parallel)."""
+        return PartProgress(self)
 
     def line(self, now: float | None = None) -> str:
         f = self.figures(now)
@@ -218,23 +224,47 @@ class CallProgress:
                 last_line = now
 
 
-_current: contextvars.ContextVar[CallProgress | None] = contextvars.ContextVar("codeeval_call_progress", default=None)
+class PartProgress:
+    """One replica's share of a call (data parallel): it reports to the whole
+    call's sink, which the replicas' engine started with the call's total."""
+
+    def __init__(self, whole: CallProgress) -> None:
+        self.whole = whole
+        self.done = 0
+
+    def start(self, total: int, live_tokens: Callable[[], Sequence[int]] | None = None,
+              max_tokens: int | None = None) -> None:
+        if live_tokens is not None:
+            self.whole.live_sources.append(live_tokens)
+        if max_tokens:
+            self.whole.max_tokens = max(self.whole.max_tokens or 0, max_tokens)
+
+    def advance(self, n: int = 1, tokens: int = 0) -> None:
+        self.done += n
+        self.whole.advance(n, tokens)
+
+    def finish(self) -> None:
+        pass  # the whole call finishes once
 
 
-def current_sink() -> CallProgress | None:
+_current: contextvars.ContextVar[CallProgress | PartProgress | None] = contextvars.ContextVar(
+    "codeeval_call_progress", default=None)
+
+
+def current_sink() -> CallProgress | PartProgress | None:
     """The progress sink of the engine call being made in this context, if any."""
     return _current.get()
 
 
 @contextmanager
-def reporting(sink: CallProgress | None) -> Iterator[CallProgress | None]:
+def reporting(sink: CallProgress | PartProgress | None) -> Iterator[CallProgress | PartProgress | None]:
     """Engine calls made inside report to ``sink``."""
     token = _current.set(sink)
     try:
         yield sink
     finally:
         _current.reset(token)
-        if sink is not None and sink.total and sink.ended is None:
+        if isinstance(sink, CallProgress) and sink.total and sink.ended is None:
             sink.finish()  # the call raised (an interrupt, a dead engine): the last figures still get logged
 
 

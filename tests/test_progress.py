@@ -62,7 +62,7 @@ def test_a_failing_peek_into_the_engine_is_dropped_not_raised() -> None:
 
     p = CallProgress("m-ds", interval_s=0)
     p.start(4, live_tokens=broken)
-    assert p.figures()["tokens"] == 0 and p.live_tokens is None
+    assert p.figures()["tokens"] == 0 and p.live_sources == []
 
 
 def test_final_line_says_done_or_stopped() -> None:
@@ -159,3 +159,31 @@ def test_the_server_engine_reports_completed_requests() -> None:
     counts = [int(m.group(2)) for m in map(PROGRESS_RE.search, out.getvalue().splitlines()) if m]
     assert counts and counts == sorted(counts) and counts[-1] < 6  # lines while it ran
     assert "generation 6/6 prompts (100%)" in out.getvalue().splitlines()[-1]
+
+
+def test_data_parallel_replicas_report_their_shares_of_one_call() -> None:
+    """Replicas generate in pool threads (no context of the caller): each reports through a part of
+    the call's sink, which counts the whole call once."""
+    from pytest_codeeval.engines.base import Engine, Request, SamplingConfig
+    from pytest_codeeval.engines.parallel import DataParallelEngine
+    from pytest_codeeval.items import Generation, Item, Prompt
+
+    class Replica(Engine):
+        kind = "fake"
+
+        def generate(self, requests):  # type: ignore[no-untyped-def]
+            sink = current_sink()
+            assert sink is not None
+            sink.start(len(requests), live_tokens=lambda: [5])
+            for _ in requests:
+                sink.advance(1, tokens=10)
+            sink.finish()
+            return [[Generation(r.prompt.item_id, 0, "x", 1, 10, "stop")] for r in requests]
+
+    whole = CallProgress("m@p", interval_s=0)
+    reqs = [Request(Prompt(f"t/{i}", text="x"), Item(id=f"t/{i}", task_type="code", prompt="", reference=""),
+                    SamplingConfig()) for i in range(7)]
+    with reporting(whole):
+        DataParallelEngine([Replica("a"), Replica("b")]).generate(reqs)
+    assert (whole.total, whole.done, whole.tokens) == (7, 7, 70) and whole.ended is not None
+    assert len(whole.live_sources) == 2

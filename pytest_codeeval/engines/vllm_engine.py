@@ -50,7 +50,7 @@ from .. import defaults
 from ..catalog import ModelSpec
 from ..errors import EngineError
 from ..items import Generation, Prompt
-from ..progress import CallProgress, current_sink
+from ..progress import CallProgress, PartProgress, current_sink
 from ..runlog import get_logger
 from . import lifecycle, memory
 from .base import EngineDied, ModelEngine, Request, SamplingConfig
@@ -320,7 +320,8 @@ class VLLMEngine(ModelEngine):
         return results
 
     @contextmanager
-    def _guarded_call(self, sink: CallProgress | None, submitted: int, max_tokens: int) -> Iterator[None]:
+    def _guarded_call(self, sink: CallProgress | PartProgress | None, submitted: int,
+                      max_tokens: int) -> Iterator[None]:
         """One generation call: progress counted (when a sink is open), a dead
         engine turned into ``EngineDied`` with its reason instead of a call
         that waits forever."""
