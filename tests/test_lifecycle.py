@@ -122,7 +122,9 @@ def _engine_procs(tmp: Path) -> list[psutil.Process]:
 
 
 def _comparison(report_dir: Path) -> dict:
-    return json.loads(next((report_dir / "comparisons").glob("*_comparison.json")).read_text())
+    """The latest run's comparison (a run of other presets writes another file)."""
+    latest = max((report_dir / "comparisons").glob("*_comparison.json"), key=lambda p: p.stat().st_mtime)
+    return json.loads(latest.read_text())
 
 
 def _supervisors_of(pid: int) -> list[psutil.Process]:

@@ -31,7 +31,9 @@ TWO = [*BASE, "--preset", "memory_optimized,balanced"]  # two engines, loaded on
 
 
 def _comparison(report_dir: Path) -> dict:
-    return json.loads(next((report_dir / "comparisons").glob("*_comparison.json")).read_text())
+    """The latest run's comparison (a run of other presets writes another file)."""
+    latest = max((report_dir / "comparisons").glob("*_comparison.json"), key=lambda p: p.stat().st_mtime)
+    return json.loads(latest.read_text())
 
 
 def _generating(preset: str, with_eta: bool = False) -> str:
