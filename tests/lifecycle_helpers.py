@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -22,10 +23,18 @@ ENGINE_NAMES = ("VLLM::EngineCore", "VLLM::Worker")
 
 
 class Run:
-    """``python -m pytest ARGS`` in ``cwd``, its output collected line by line."""
+    """``python -m pytest ARGS`` in ``cwd``, its output collected line by line.
+
+    Every run still going when its test ends is killed (``kill_leftovers``,
+    from an autouse fixture): a test that fails half-way must not leave a
+    pytest, or an engine, running."""
+
+    started: list["Run"] = []
 
     def __init__(self, cwd: Path, args: list[str], env: dict[str, str] | None = None,
                  new_session: bool = False) -> None:
+        self.new_session = new_session
+        Run.started.append(self)
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=cwd,
@@ -71,6 +80,20 @@ class Run:
             return psutil.Process(self.proc.pid).children(recursive=True)
         except psutil.Error:
             return []
+
+    @classmethod
+    def kill_leftovers(cls) -> None:
+        for run in cls.started:
+            if run.proc.poll() is None:
+                try:
+                    if run.new_session:
+                        os.killpg(run.proc.pid, signal.SIGKILL)
+                    else:
+                        run.proc.kill()  # its supervisor ends its engine
+                except OSError:
+                    pass
+                run.proc.wait(timeout=30)
+        cls.started.clear()
 
     def wait(self, timeout: float) -> int:
         code = self.proc.wait(timeout=timeout)

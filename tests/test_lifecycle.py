@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import psutil
 import pytest
@@ -120,6 +121,12 @@ def _engine_procs(tmp: Path) -> list[psutil.Process]:
                 pass
     return procs
 
+
+
+@pytest.fixture(autouse=True)
+def _no_run_left() -> Iterator[None]:
+    yield
+    Run.kill_leftovers()
 
 def _comparison(report_dir: Path) -> dict:
     """The latest run's comparison (a run of other presets writes another file)."""

@@ -16,19 +16,26 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Iterator
 
 import psutil
 import pytest
 
 from lifecycle_helpers import PROGRESS_RE, Run, engine_processes, poll_until, wait_all_gone
 
-LOAD_S = 600  # an engine load takes 30-90 s here, more on a busy machine
+LOAD_S = 1500  # an engine load takes 30-90 s here; 11 minutes was seen with other engines on the 2 cores
 MODEL = "smollm2_135m_instruct"
 DATASETS = ("reasoning_sample", "instruction_following_sample")
 BASE = ["--engine", "vllm", "--models", MODEL, "--datasets", ",".join(DATASETS), "--samples", "6",
         "--max-new-tokens", "160", "--progress-interval", "1"]
 TWO = [*BASE, "--preset", "memory_optimized,balanced"]  # two engines, loaded one after the other
 
+
+
+@pytest.fixture(autouse=True)
+def _no_run_left() -> Iterator[None]:
+    yield
+    Run.kill_leftovers()
 
 def _comparison(report_dir: Path) -> dict:
     """The latest run's comparison (a run of other presets writes another file)."""
