@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import time
 from pathlib import Path
 from typing import Iterator
@@ -46,6 +47,18 @@ def _comparison(report_dir: Path) -> dict:
 def _generating(preset: str, with_eta: bool = False) -> str:
     """A progress line of this engine's call (with an ETA: some prompts have finished)."""
     return rf"codeeval {MODEL}@{preset}: generation \d+/12 prompts .*ETA " + (r"\d" if with_eta else "")
+
+
+def _stored(report_dir: Path) -> int:
+    """Generations in the run's store (0 before it exists)."""
+    try:
+        conn = sqlite3.connect(f"file:{report_dir / 'codeeval.sqlite'}?mode=ro", uri=True, timeout=5)
+        try:
+            return int(conn.execute("SELECT COUNT(*) FROM generations").fetchone()[0])
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return 0
 
 
 def _engines_of(run: Run) -> list[psutil.Process]:
@@ -147,7 +160,10 @@ def test_xdist_sigterm_to_the_process_group_ends_every_workers_engine(suite: pyt
     poll_until(lambda: len(engine_processes(run.descendants(), ("VLLM::EngineCore",))) == 2, 2 * LOAD_S,
                "both workers start an engine")
     engine = engine_processes(run.descendants())
-    run.wait_for(r"codeeval \[1/4\]", timeout=LOAD_S)  # a case has finished
+    # An engine's call has returned (its generations are stored): its cases finish now. (The xdist
+    # controller prints no per-case lines, so the store says it.)
+    poll_until(lambda: _stored(suite.path / "reports") > 0, LOAD_S, "an engine's generations stored")
+    time.sleep(5)  # its cases are scored and reported
     engine = [*engine, *engine_processes(run.descendants())]
     os.killpg(run.proc.pid, signal.SIGTERM)
     run.wait(timeout=180)
