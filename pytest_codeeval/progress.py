@@ -116,6 +116,9 @@ class CallProgress:
     # -- what engines call -------------------------------------------------
     def start(self, total: int, live_tokens: Callable[[], Sequence[int]] | None = None,
               max_tokens: int | None = None) -> None:
+        if self._thread is not None and self._thread.is_alive():  # started again without a finish
+            self._stop.set()
+            self._thread.join(timeout=2)
         self.total, self.done, self.tokens = total, 0, 0
         self.live_sources = [live_tokens] if live_tokens is not None else []
         self.max_tokens = max_tokens
