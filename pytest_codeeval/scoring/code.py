@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 from ..extraction import extract_code
 from ..items import Item, Verdict
-from ..sandbox import Limits, Outcome, SampleJob, SandboxPool, TimeLimits, Timing, TimingCache
+from ..sandbox import Limits, Outcome, SampleJob, SandboxPool, TimeLimits, Timing, TimingCache, safe_text
 from ..sandbox.limits import item_key
 from .base import ScoreContext, Scorer
 from .passk import mean_pass_at_k, reportable_ks
@@ -90,18 +90,21 @@ def _job(item: Item, program: str, tl: TimeLimits) -> SampleJob:
 
 def _verdict(item: Item, sample: int, outcome: Outcome, program: str | None) -> Verdict:
     detail = outcome.detail
+    if outcome.verdict == "crashed" and outcome.output_head.strip():
+        # what the sample printed before it died says why (never judged)
+        detail = f"{detail}; its output began: {outcome.output_head.strip()[:200]!r}"
     return Verdict(
         item_id=item.id,
         sample=sample,
         passed=outcome.passed,
         verdict=outcome.verdict,
-        detail=detail,
+        detail=safe_text(detail),
         scores={
             "passed": 1.0 if outcome.passed else 0.0,
-            "judge_in_sandbox": 1.0 if outcome.mode == "sandbox" else 0.0,  # the fallback mode was used
             "seconds": round(outcome.seconds, 4),
+            "output_bytes": float(outcome.output_bytes),
         },
-        extracted=program,
+        extracted=safe_text(program) if program is not None else None,
     )
 
 
@@ -154,7 +157,7 @@ class CodeExecScorer(Scorer):
                 missing.append(item)
         if missing:
             floor = TimeLimits.calibrated(limits, None)
-            outcomes = pool.run([_job(it, it.prompt + it.reference, floor) for it in missing], predict=False)
+            outcomes = pool.run([_job(it, it.prompt + it.reference, floor) for it in missing], measure=True)
             fresh = {item_key(it): o.timing for it, o in zip(missing, outcomes) if o.passed and o.timing}
             passed.update({item_key(it): o for it, o in zip(missing, outcomes) if o.passed and o.timing})
             # A reference slower than the floors (MBPP 123 needs seconds) is
@@ -163,7 +166,7 @@ class CodeExecScorer(Scorer):
             slow = [it for it, o in zip(missing, outcomes) if o.verdict == "timeout"]
             if slow:
                 generous = TimeLimits(load_s=GENEROUS_S, call_s=GENEROUS_S, total_s=GENEROUS_S)
-                again = pool.run([_job(it, it.prompt + it.reference, generous) for it in slow], predict=False)
+                again = pool.run([_job(it, it.prompt + it.reference, generous) for it in slow], measure=True)
                 fresh.update({item_key(it): o.timing for it, o in zip(slow, again) if o.passed and o.timing})
                 # its limit is now >= factor x this run's time: this pass stands under it
                 passed.update({item_key(it): o for it, o in zip(slow, again) if o.passed and o.timing})
@@ -198,15 +201,12 @@ class CodeExecScorer(Scorer):
                         out[i][j] = _verdict(item, j, reference_runs[key], program)
                         continue
                     todo.append((j, i, len(todo), program, _job(item, program, tl)))
-            # Sample j of every item before sample j+1 of any: the first
-            # passing sample of an item teaches the pool its test's calls
-            # (CallLog) before the item's other samples start.
-            todo.sort(key=lambda t: (t[0], t[1], t[2]))
             outcomes = pool.run([t[4] for t in todo])
             calibrated, rejudged = (0, 0) if reuse_reference_runs else \
                 self._calibrate_timed_out(pool, items, todo, outcomes, timings, limits)
             self.last_stats = {"isolation": pool.level, "workers": pool.size, "calibrated_on_timeout": calibrated,
-                               "rejudged_with_calibrated_limits": rejudged, **pool.stats, **pool.calls.stats}
+                               "rejudged_with_calibrated_limits": rejudged, "protections": pool.protections,
+                               **pool.stats}
         for (j, i, _n, program, _job_), outcome in zip(todo, outcomes):
             out[i][j] = _verdict(items[i], j, outcome, program)
         return [[v for v in row if v is not None] for row in out]
@@ -244,7 +244,10 @@ class CodeExecScorer(Scorer):
         flat = [v for row in verdicts for v in row]
         # never silently a model failure: the report shows how many there were
         metrics["sandbox_errors"] = float(sum(v.verdict == "sandbox_error" for v in flat))
-        metrics["judge_in_sandbox"] = float(sum(v.scores.get("judge_in_sandbox", 0.0) for v in flat))
+        # never a pass (pass@k counts them as not passed, so a sample cannot
+        # raise its model's score by making its own test unverifiable), and
+        # counted apart: the score is a lower bound by this many samples
+        metrics["unverified"] = float(sum(v.verdict == "unverified" for v in flat))
         return metrics
 
 
