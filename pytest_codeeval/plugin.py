@@ -358,9 +358,11 @@ def _manifest_extra(state: CodeevalSession) -> dict[str, Any]:
     task_types = sorted({state.catalog.dataset(c.dataset).task_type for c in state.selected})
     extra: dict[str, Any] = {"prompt_templates": {t: template_hash(t) for t in task_types}}
     try:
-        from .sandbox import probe_isolation
+        from .sandbox import probe_isolation, probe_protections
 
         extra["sandbox_isolation"] = probe_isolation()
+        if "code" in task_types:  # what protected the machine and each sample (one server started to ask)
+            extra["sandbox_protections"] = probe_protections()
     except ImportError:
         pass
     return extra

@@ -23,8 +23,9 @@ from pytest_codeeval.sandbox.isolation import _works, closed_ancestors, data_pat
 from pytest_codeeval.sandbox.resources import UidLease
 from pytest_codeeval.sandbox.worker import started_by
 
+from conftest import SANDBOX_CASES, SHARED_DATASETS
+
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
 TL = TimeLimits(load_s=3.0, call_s=2.0, total_s=6.0)
 
 
@@ -109,7 +110,7 @@ def test_environment_is_empty_but_tmpdir(pool: SandboxPool) -> None:
 
 @pytest.mark.skipif(probe_isolation() == "rlimits", reason="hiding folders needs namespaces")
 def test_cannot_see_datasets_repo_home_or_package_data(pool: SandboxPool) -> None:
-    paths = [str(SHARED / "sandbox-cases" / "expected.json"), str(REPO / "pyproject.toml"), str(SHARED / "datasets"),
+    paths = [str(SANDBOX_CASES / "expected.json"), str(REPO / "pyproject.toml"), str(SHARED_DATASETS),
              str(Path.cwd()), str(REPO / "fixtures" / "datasets")]
     body = f"import os\nreturn [os.path.exists(p) for p in {paths!r}]\n"
     assert run(pool, body, f"def check(c):\n    assert c() == {[False] * len(paths)}\n") == ("passed", "")

@@ -100,6 +100,14 @@ def test_a_test_that_swallows_unverified_stays_unverified(pool: SandboxPool) -> 
     assert judge(pool, program, test).verdict == "unverified"
 
 
+def test_subclasses_that_compare_as_builtins_arrive_as_values(pool: SandboxPool) -> None:
+    program = ("import collections, enum\nP = collections.namedtuple('P', 'x y')\nclass C(enum.IntEnum):\n    A = 3\n"
+               "def f():\n    return P(1, 2), C.A, collections.OrderedDict(a=1)\n")
+    assert judge(pool, program, "def check(candidate):\n    p, c, _ = candidate()\n    assert (p, c) == ((1, 2), 3)\n").passed
+    # an OrderedDict compares by order: it stays the program's object
+    assert judge(pool, program, "def check(candidate):\n    assert candidate()[2] == {'a': 1}\n").verdict == "unverified"
+
+
 def test_numpy_scalars_arrive_as_numbers(pool: SandboxPool) -> None:
     pytest.importorskip("numpy")
     program = "import numpy as np\ndef f(x):\n    return np.float64(x) / 2, np.int64(x), np.bool_(x > 1)\n"
@@ -192,7 +200,7 @@ def test_a_broken_dataset_test_is_unverified_not_the_samples_fault(pool: Sandbox
 
 # --- deadlines and decoding budgets ------------------------------------------------------
 
-# Inside a sample: the socket to the judge, and a well-formed "loaded" message first.
+# Inside a sample: the socket to the judge (the sandbox has sent "loaded" already).
 CONN = """
     import sys, struct, json, time
     fr = sys._getframe()
@@ -201,7 +209,6 @@ CONN = """
     conn = fr.f_locals['conn']
     def raw(data):
         conn.sendall(struct.pack('!I', len(data)) + data)
-    raw(json.dumps({"loaded": True, "names": {}}).encode())
 """
 
 

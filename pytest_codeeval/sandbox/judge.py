@@ -120,8 +120,8 @@ _GLOBAL_LOADS = {"LOAD_GLOBAL", "LOAD_NAME", "LOAD_FROM_DICT_OR_GLOBALS"}
 
 
 @functools.lru_cache(maxsize=4096)
-def _global_names(test: str) -> frozenset[str]:
-    """Every name the test's code reads as a global (in any function it defines)."""
+def _global_names(test: str) -> tuple[str, ...]:
+    """Every name the test's code reads as a global (in any function it defines), builtins left out."""
     names: set[str] = set()
     stack = [_compiled(test, "<test>")]
     while stack:
@@ -130,7 +130,7 @@ def _global_names(test: str) -> frozenset[str]:
             if ins.opname in _GLOBAL_LOADS and isinstance(ins.argval, str):
                 names.add(ins.argval)
         stack.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
-    return frozenset(names)
+    return tuple(sorted(n for n in names if not hasattr(builtins, n)))
 
 
 def _trusted_namespace(job: SampleJob) -> dict[str, Any]:
@@ -151,8 +151,7 @@ def _trusted_namespace(job: SampleJob) -> dict[str, Any]:
 def _program_names(job: SampleJob, ns: dict[str, Any]) -> list[str]:
     """Names the test reads that neither the test's side nor Python defines:
     the program's (MBPP 367's tests build trees of the program's Node)."""
-    return sorted(n for n in _global_names(job.test)
-                  if n not in ns and n != job.entry_point and not hasattr(builtins, n))
+    return [n for n in _global_names(job.test) if n not in ns and n != job.entry_point]
 
 
 def _run_test(job: SampleJob, session: Session, ns: dict[str, Any], measure: bool) -> Outcome | None:

@@ -167,11 +167,13 @@ class Channel:
                     data = bytes(self.buf[4:need])
                     del self.buf[:need]
                     return data
-            ms = self._ms(deadline)  # rechecked before every read, however little each brings
+            # rechecked before every read, however little each brings; wait
+            # first (a reply is rarely there already: no EAGAIN round)
+            if not self._in.poll(self._ms(deadline)):
+                continue
             try:
                 chunk = self.sock.recv(min(max(need - len(self.buf), 1 << 16), 1 << 20))
             except BlockingIOError:
-                self._in.poll(ms)
                 continue
             except OSError:
                 raise SampleDied() from None
@@ -484,14 +486,16 @@ class Session:
         t0 = time.monotonic()
         outer = self.deadline
         if self.channel is None:  # the job goes with the test's first request
-            deadline = min(t0 + self.tl.load_s + self.tl.call_s, outer)
-            self.deadline = deadline
-            self.where = "defining the program or its first request"
+            self.deadline = min(t0 + self.tl.load_s, outer)
             try:
                 self._begin({"job": {**self.job, "want": []}, **msg})
-                self._loaded(self._recv(deadline), t0)
+                self._loaded(self._recv(self.deadline), t0)
             finally:
                 self.deadline = outer
+            # The first call's time starts when the program is defined.  (A
+            # sample that says so late gets at most load_s + call_s for it.)
+            t0 = time.monotonic()
+            deadline = min(t0 + self.tl.call_s, outer)
         else:
             deadline = min(t0 + self.tl.call_s, outer)
             self._send(msg, deadline)

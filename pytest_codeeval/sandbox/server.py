@@ -222,10 +222,34 @@ class Encoder:
             return ["b" if t is bytes else "B", x.hex()]
         if t is complex:
             return ["c", self.encode(x.real), self.encode(x.imag)]
+        base = _plain_base(t)
+        if base is not None:
+            try:
+                value = base(x)
+            except Exception:
+                return self._handle(x)
+            return self.encode(value, depth + 1)
         scalar = _numpy_scalar(x)
         if scalar is not _NOT_SCALAR:
             return self.encode(scalar, depth + 1)
         return self._handle(x)
+
+
+_BASES = (tuple, list, dict, set, frozenset, int, float, str, bytes)
+
+
+def _plain_base(t: type) -> type | None:
+    """The builtin a subclass (a namedtuple, an IntEnum) stands for, when it
+    compares and hashes as that builtin: it then crosses as the builtin's
+    value.  Safe whoever encodes: the judge compares the plain value itself
+    (a sample could send any plain value anyway); one that changes __eq__
+    (an OrderedDict, an always-equal list) stays an object."""
+    for base in _BASES:
+        if issubclass(t, base):
+            if all(getattr(t, m, None) is getattr(base, m, None) for m in ("__eq__", "__ne__", "__hash__")):
+                return base
+            return None
+    return None
 
 
 _NOT_SCALAR = object()
@@ -404,7 +428,6 @@ class _Sample:
         self.ids: dict[int, int] = {}  # id(object) -> handle, so one object is one handle
         self.enc = Encoder(self._export, sets_as_handles=True)
         self.dec = Decoder(self._resolve)
-        self.pending = b""  # the "loaded" message, sent with the first one after it
 
     def _export(self, x: Any) -> list:
         hid = self.ids.get(id(x))
@@ -426,14 +449,7 @@ class _Sample:
         raise WireError(f"unknown handle {str(x)[:40]}")
 
     def send(self, obj: Any) -> None:
-        data = frame(obj)
-        if self.pending:
-            data, self.pending = self.pending + data, b""
-        self.conn.sendall(data)
-
-    def send_pending(self) -> None:
-        data, self.pending = self.pending, b""
-        self.conn.sendall(data)
+        self.conn.sendall(frame(obj))
 
     def recv(self) -> Any:
         try:
@@ -532,11 +548,10 @@ def _child_main(conn: socket.socket, reader: Reader, first: dict[str, Any]) -> N
                 names[name] = sample.enc.encode(g[name])
             except BaseException:
                 pass
-    sample.pending = frame({"loaded": True, "names": names})
-    if "q" in first:  # the test's first request came with the job: one message back for both
+    # at once, not with the first reply: the judge times the first call from here
+    conn.sendall(frame({"loaded": True, "names": names}))
+    if "q" in first:  # the test's first request came with the job
         sample.send(sample.answer(first))
-    else:
-        sample.send_pending()
     del job, first
     sample.serve()
 
