@@ -236,6 +236,37 @@ def test_file_size_is_capped(pool: SandboxPool) -> None:
     assert run(pool, body, "def check(c):\n    assert c() == 'refused'\n") == ("passed", "")
 
 
+@pytest.mark.skipif(probe_isolation() == "rlimits", reason="the rlimits level has no private /tmp")
+def test_tmp_is_bounded_in_bytes_and_files(pool: SandboxPool) -> None:
+    """400,000 files in /tmp once held 330 MB of kernel memory after the sample."""
+    body = """
+    import errno, os
+    written = 0
+    try:  # files under RLIMIT_FSIZE, until the tmpfs is full
+        for i in range(10):
+            with open(f'/tmp/big{i}', 'wb') as f:
+                for _ in range(15):
+                    f.write(b'x' * (1 << 20))
+                    written += 1 << 20
+    except OSError as e:
+        space = (written, e.errno == errno.ENOSPC)
+    for i in range(10):
+        if os.path.exists(f'/tmp/big{i}'):
+            os.unlink(f'/tmp/big{i}')
+    n = 0
+    try:
+        for n in range(20000):
+            open(f'/tmp/{n}', 'w').close()
+    except OSError as e:
+        return space, (n, e.errno == errno.ENOSPC)
+    return space, (n, False)
+    """
+    limits = Limits()
+    test = ("def check(c):\n    (written, full), (files, no_inode) = c()\n"
+            f"    assert full and written <= {limits.tmp_bytes} and no_inode and files <= {limits.tmp_inodes}, c()\n")
+    assert run(pool, body, test) == ("passed", "")
+
+
 def test_exit_zero_and_killing_the_group_do_not_pass(pool: SandboxPool) -> None:
     for body in ("import os\nos._exit(0)\n", "import os, signal\nos.killpg(0, signal.SIGKILL)\n",
                  "import os, signal\nos.kill(-1, signal.SIGKILL)\n"):

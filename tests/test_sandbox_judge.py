@@ -147,6 +147,35 @@ def test_what_cannot_cross_is_unverified(pool: SandboxPool, arg: str, why: str) 
     assert o.verdict == "unverified" and why in o.detail, o
 
 
+# --- the sample sees only the calls the test has made ---------------------------------
+
+SNOOP = """
+def f(x):
+    import socket, sys
+    needle = 'FUT' + 'URE'
+    seen = []
+    fr = sys._getframe().f_back  # everything the sandbox's code holds, from the caller up
+    while fr is not None:
+        for v in fr.f_locals.values():
+            seen.append(repr(v))
+            seen.append(repr(getattr(v, 'buf', '')))
+            if isinstance(v, socket.socket):
+                try:  # anything already waiting on the socket
+                    seen.append(repr(v.recv(1 << 20, socket.MSG_PEEK | socket.MSG_DONTWAIT)))
+                except (BlockingIOError, OSError):
+                    pass
+        fr = fr.f_back
+    return needle in ''.join(seen)
+"""
+
+
+def test_the_sample_sees_only_the_calls_made_so_far(pool: SandboxPool) -> None:
+    """Issue 10: predicted calls handed a chained test its own future inputs."""
+    test = "def check(candidate):\n    assert candidate('now') is False\n    assert candidate('FUTURE') is True\n"
+    o = judge(pool, SNOOP, test)
+    assert (o.verdict, o.detail) == ("passed", "")
+
+
 # --- control flow stays the test's -----------------------------------------------------
 
 @pytest.mark.parametrize("exc", ["StopIteration", "StopAsyncIteration", "GeneratorExit", "KeyboardInterrupt",

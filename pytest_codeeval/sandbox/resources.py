@@ -51,8 +51,7 @@ class UidLease:
         self.uids: list[int] = []
         self._fds: list[int] = []
         folder = _lock_dir()
-        busy = {p.info["uids"].real for p in psutil.process_iter(["uids"]) if p.info["uids"]}
-        busy |= {p.info["uids"].effective for p in psutil.process_iter(["uids"]) if p.info["uids"]}
+        busy = {u for p in psutil.process_iter(["uids"]) if p.info["uids"] for u in p.info["uids"]}
         try:
             for uid in range(UID_BASE, UID_BASE + UID_SPAN):
                 if len(self.uids) == count:

@@ -33,6 +33,7 @@ start (one round trip less).
 
 from __future__ import annotations
 
+import collections
 import json
 import math
 import os
@@ -40,7 +41,6 @@ import resource
 import socket
 import struct
 import sys
-import time
 from typing import Any, Callable
 
 # --- limits the judge enforces on what a sample sends ---------------------
@@ -160,13 +160,8 @@ class Reader:
 # A set, frozenset or dict key holding a handle would need the handle's hash:
 # the sample sends such a container as one handle instead.
 
-_DICTS: tuple[type, ...] = (dict,)
-try:  # Counter and defaultdict compare like the dict they hold (MBPP 40, 88 return a Counter)
-    import collections
-
-    _DICTS = (dict, collections.Counter, collections.defaultdict)
-except ImportError:  # pragma: no cover
-    pass
+# Counter and defaultdict compare like the dict they hold (MBPP 40, 88 return a Counter)
+_DICTS: tuple[type, ...] = (dict, collections.Counter, collections.defaultdict)
 _SEQUENCES = {list: "l", tuple: "t"}
 _SETS = {set: "s", frozenset: "z"}
 
@@ -348,11 +343,6 @@ class Decoder:
             if self.collision_work > MAX_COLLISION_WORK:
                 raise WireError(f"a set or dict whose keys share hashes ({max(counts.values())} with one hash)")
         return keys
-
-
-def plain_copy(x: Any) -> Any:
-    """A fresh copy built only from builtin types (raises NonPlain)."""
-    return Decoder().decode(Encoder().encode(x))
 
 
 def exc_info(e: BaseException) -> dict[str, Any]:
