@@ -36,11 +36,16 @@ MAX_DEFAULT_WORKERS = 32
 
 
 def default_workers() -> int:
+    """Two servers per core, shared among pytest-xdist's workers (each runs a pool of its own)."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:
         cores = os.cpu_count() or 1
-    return max(1, min(MAX_DEFAULT_WORKERS, SERVERS_PER_CORE * cores))
+    try:
+        processes = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    except ValueError:
+        processes = 1
+    return max(1, min(MAX_DEFAULT_WORKERS, SERVERS_PER_CORE * cores // processes))
 
 
 class SandboxPool:

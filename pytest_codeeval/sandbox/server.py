@@ -71,10 +71,15 @@ class NonPlain(TypeError):
 # --- framing --------------------------------------------------------------
 
 
+# One of each, not one per message (json.dumps with separators builds an
+# encoder every call).  ensure_ascii: a lone surrogate in a string travels as
+# an escape instead of failing to encode.
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
+_DECODE = json.JSONDecoder().decode
+
+
 def frame(obj: Any) -> bytes:
-    # ensure_ascii: a lone surrogate in a string travels as \\ud800 instead
-    # of failing to encode
-    data = json.dumps(obj, separators=(",", ":")).encode()
+    data = _ENCODE(obj).encode()
     return _HEADER.pack(len(data)) + data
 
 
@@ -118,7 +123,9 @@ def parse(data: bytes, limited: bool = False) -> Any:
         if items > MAX_ITEMS:
             raise WireError(f"message of {items} items is over the {MAX_ITEMS} item limit")
     try:
-        return json.loads(data)
+        return _DECODE(data.decode())
+    except UnicodeDecodeError:
+        raise WireError("malformed message: not UTF-8") from None
     except RecursionError:
         raise WireError("nested too deeply") from None
     except ValueError as e:
@@ -194,7 +201,14 @@ class Encoder:
             return self._handle(x)
         tag = _SEQUENCES.get(t)
         if tag is not None:
-            return [tag, *[self.encode(v, depth + 1) for v in x]]
+            out = [tag]
+            for v in x:  # the usual arguments and results: flat lists of small scalars
+                tv = type(v)
+                if tv is str or tv is bool or v is None or tv is int and -_JS_INT < v < _JS_INT:
+                    out.append(v)
+                else:
+                    out.append(self.encode(v, depth + 1))
+            return out
         if t in _SETS or t in _DICTS:
             before = self.exported
             if t in _SETS:
