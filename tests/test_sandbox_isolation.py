@@ -305,15 +305,17 @@ return os.getpid(), sorted(os.listdir('/tmp')), sorted(os.listdir('/dev/shm')), 
 """
 
 
+@pytest.mark.parametrize("syscall_filter", [True, False], ids=["filtered", "unfiltered"])
 @pytest.mark.parametrize("level", ["bubblewrap", "namespaces"])
-def test_a_sample_leaves_nothing_for_the_next(level: str) -> None:
+def test_a_sample_leaves_nothing_for_the_next(level: str, syscall_filter: bool) -> None:
     """Files in /tmp and /dev/shm, a 3,000-deep tree, SysV IPC objects and the
     pid counter: the next sample on the same server sees none of it, and the
-    server survives the clean-up."""
+    server survives the clean-up.  SysV IPC is refused by the syscall filter;
+    without it the worker's IPC namespace is emptied after each sample."""
     if not available(level):
         pytest.skip(f"{level} is not available here")
-    with SandboxPool(workers=1, level=level) as p:
-        [left, seen] = p.run([job(LEAVE_STATE, "def check(c):\n    global LEFT\n    LEFT = c()\n    assert all(LEFT[1])\n"),
+    with SandboxPool(workers=1, level=level, syscall_filter=syscall_filter) as p:
+        [left, seen] = p.run([job(LEAVE_STATE, "def check(c):\n    global LEFT\n    LEFT = c()\n"),
                               job(SEE_STATE, "def check(c):\n    assert c()[1:] == ([], [], [0, 0, 0]), c()\n")],
                              rerun_timeouts=False)
         assert (left.verdict, left.detail) == ("passed", "")
@@ -323,6 +325,7 @@ def test_a_sample_leaves_nothing_for_the_next(level: str) -> None:
                      rerun_timeouts=False)
         assert [o.verdict for o in pids] == ["passed", "passed"], [o.detail for o in pids]
         assert p.stats["sandbox_retries"] == 0 and p.protections["fresh_tmp_per_sample"] is True
+        assert (p.protections["seccomp"] is True) == syscall_filter
         procs = _processes(p)
     assert procs and _all_gone(procs)
 
@@ -333,7 +336,7 @@ def test_rlimits_level_removes_what_the_sample_left() -> None:
     and whatever its uid left in /tmp, /dev/shm and SysV IPC."""
     name = f"codeeval-left-{os.getpid()}"
     body = LEAVE_STATE.replace("/tmp/left-behind", f"/tmp/{name}").replace("/dev/shm/left-behind", f"/dev/shm/{name}")
-    with SandboxPool(workers=1, level="rlimits") as p:
+    with SandboxPool(workers=1, level="rlimits", syscall_filter=False) as p:  # SysV IPC allowed: removed by uid
         uid = p._workers[0].sample_uid
         [left] = p.run([job(body, "def check(c):\n    global LEFT\n    LEFT = c()\n")], rerun_timeouts=False)
         assert left.verdict == "passed", left.detail
@@ -344,16 +347,20 @@ def test_rlimits_level_removes_what_the_sample_left() -> None:
         for kind, col in (("shm", 7), ("msg", 7), ("sem", 4)):
             owners = [line.split()[col] for line in Path(f"/proc/sysvipc/{kind}").read_text().splitlines()[1:]]
             assert str(uid) not in owners, kind
-        # and no process of its uid is left, even past setsid
+        # and no process of its uid is left, even past setsid: the next sample looks
         body = ("import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        time.sleep(3600)\n"
                 "    os._exit(0)\ntime.sleep(0.2)\nreturn 1\n")
-        assert p.run([job(body, "def check(c):\n    assert c() == 1\n")])[0].verdict == "passed"
-        assert [q.pid for q in psutil.process_iter(["uids"]) if q.info["uids"] and q.info["uids"].real == uid] == []
+        mine = ("import os\nreturn [p for p in os.listdir('/proc') if p.isdigit() and int(p) != os.getpid()"
+                " and os.stat('/proc/' + p).st_uid == os.getuid()]\n")
+        out = p.run([job(body, "def check(c):\n    assert c() == 1\n"), job(mine, "def check(c):\n    assert c() == []\n")],
+                    rerun_timeouts=False)
+        assert [(o.verdict, o.detail) for o in out] == [("passed", "")] * 2
 
 
-def test_keyring_user_namespaces_and_ip_sockets_are_refused(pool: SandboxPool) -> None:
-    if pool.protections.get("seccomp") is not True:
-        pytest.skip(f"no syscall filter here: {pool.protections.get('seccomp')}")
+def test_keyring_user_namespaces_sysv_ipc_and_ip_sockets_are_refused(pool: SandboxPool) -> None:
+    seccomp = pool.warm_up().get("seccomp")
+    if seccomp is not True:
+        pytest.skip(f"no syscall filter here: {seccomp}")
     body = """
     import ctypes, socket
     libc = ctypes.CDLL(None, use_errno=True)
@@ -362,6 +369,7 @@ def test_keyring_user_namespaces_and_ip_sockets_are_refused(pool: SandboxPool) -
     out = []
     out.append((libc.syscall(L(248), b'user', b'codeeval_probe', b'x', L(1), L(-4)), ctypes.get_errno()))  # add_key
     out.append((libc.unshare(0x10000000), ctypes.get_errno()))  # CLONE_NEWUSER
+    out.append((libc.shmget(0x5eed, 1 << 20, 0o1000 | 0o600), ctypes.get_errno()))  # SysV IPC: as if not built in
     try:
         socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
         out.append('socket')
@@ -369,7 +377,8 @@ def test_keyring_user_namespaces_and_ip_sockets_are_refused(pool: SandboxPool) -
         out.append('refused')
     return out
     """
-    assert run(pool, body, "def check(c):\n    assert c() == [(-1, 1), (-1, 1), 'refused'], c()\n") == ("passed", "")
+    test = "def check(c):\n    assert c() == [(-1, 1), (-1, 1), (-1, 38), 'refused'], c()\n"
+    assert run(pool, body, test) == ("passed", "")
     uid = pool._workers[0].sample_uid
     if uid is not None:  # nothing in the kernel's keyring accounting for that uid
         assert not [line for line in Path("/proc/key-users").read_text().splitlines()
@@ -377,8 +386,9 @@ def test_keyring_user_namespaces_and_ip_sockets_are_refused(pool: SandboxPool) -
 
 
 def test_shared_memory_is_bounded() -> None:
-    """SysV shared memory is not address space until attached: the worker's IPC
-    namespace limits it (and its memory cgroup counts it)."""
+    """SysV shared memory is not address space until attached.  The syscall
+    filter refuses it; without the filter, the worker's IPC namespace limits
+    it (and its memory cgroup counts it)."""
     if probe_isolation() == "rlimits":
         pytest.skip("needs an IPC namespace of the sandbox's own")
     limits = Limits(memory_bytes=256 << 20)
@@ -392,16 +402,20 @@ def test_shared_memory_is_bounded() -> None:
         made += 1
     return made
     """
-    with SandboxPool(workers=1, limits=limits) as p:
-        [o] = p.run([job(body, "def check(c):\n    assert c() <= 4, c()\n")], rerun_timeouts=False)
+    with SandboxPool(workers=1, limits=limits, syscall_filter=False) as p:
+        [o] = p.run([job(body, "def check(c):\n    assert 1 <= c() <= 4, c()\n")], rerun_timeouts=False)
         assert (o.verdict, o.detail) == ("passed", "")
+    with SandboxPool(workers=1, limits=limits) as p:
+        [o] = p.run([job(body, "def check(c):\n    assert c() == 0\n")], rerun_timeouts=False)
+        assert (o.verdict, o.detail) == ("passed", "") or p.protections["seccomp"] is not True
 
 
 def test_memory_cgroup_bounds_the_sum_over_processes() -> None:
     """RLIMIT_AS holds per process; four processes of 300 MiB each are over a 512 MiB sample's cgroup."""
     limits = Limits(memory_bytes=512 << 20, tmp_bytes=8 << 20, shm_bytes=8 << 20)
     body = """
-    import os, time
+    import os, select, time
+    r, w = os.pipe()
     kids = []
     for _ in range(4):
         pid = os.fork()
@@ -409,17 +423,23 @@ def test_memory_cgroup_bounds_the_sum_over_processes() -> None:
             b = bytearray(300 << 20)
             for i in range(0, len(b), 4096):
                 b[i] = 1
-            time.sleep(30)
+            os.write(w, b'x')  # all 300 MiB are in memory now
+            time.sleep(60)
             os._exit(0)
         kids.append(pid)
-    time.sleep(2)
-    return sum(os.waitpid(k, os.WNOHANG) == (0, 0) for k in kids)  # still alive
+    os.close(w)
+    done, dead, deadline = 0, set(), time.monotonic() + 20
+    while done + len(dead) < 4 and time.monotonic() < deadline:  # every child full, or killed
+        if select.select([r], [], [], 0.05)[0]:
+            done += len(os.read(r, 4))
+        dead |= {k for k in kids if k not in dead and os.waitpid(k, os.WNOHANG) != (0, 0)}
+    return 4 - len(dead) if done + len(dead) >= 4 else -1  # how many hold 300 MiB at once
     """
     with SandboxPool(workers=1, limits=limits) as p:
         p.warm_up()
         if p.protections.get("memory_cgroup") is not True:
             pytest.skip(f"no memory cgroup here: {p.protections.get('memory_cgroup')}")
-        [o] = p.run([job(body, "def check(c):\n    assert c() <= 2, c()\n", TimeLimits(3.0, 10.0, 12.0))],
+        [o] = p.run([job(body, "def check(c):\n    assert 0 <= c() <= 2, c()\n", TimeLimits(3.0, 30.0, 40.0))],
                     rerun_timeouts=False)
         assert o.verdict in ("passed", "memory"), (o.verdict, o.detail)
 

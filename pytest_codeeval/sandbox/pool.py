@@ -51,7 +51,9 @@ def default_workers() -> int:
 class SandboxPool:
     """Use as a context manager (or call close()): no process outlives it."""
 
-    def __init__(self, workers: int | None = None, limits: Limits | None = None, level: str | None = None) -> None:
+    def __init__(self, workers: int | None = None, limits: Limits | None = None, level: str | None = None,
+                 syscall_filter: bool = True) -> None:
+        """``syscall_filter=False`` leaves the seccomp filter out (to test what stands without it)."""
         self.limits = limits or Limits()
         self.level = level or probe_isolation()
         self.size = workers or default_workers()
@@ -60,8 +62,8 @@ class SandboxPool:
         cgroups, why = memory_cgroups(self.size, self.limits.cgroup_bytes())
         self._cgroups: list[MemoryCgroup] = cgroups
         uids = self._uids.uids if self._uids else [None] * self.size
-        self._workers = [Worker(i, self.level, self.limits, uids[i], cgroups[i] if cgroups else None, why)
-                         for i in range(self.size)]
+        self._workers = [Worker(i, self.level, self.limits, uids[i], cgroups[i] if cgroups else None, why,
+                                syscall_filter) for i in range(self.size)]
         self._threads: list[_WorkerThread] = []
 
     def __enter__(self) -> "SandboxPool":

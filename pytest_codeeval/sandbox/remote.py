@@ -323,6 +323,9 @@ class RemoteObject:
     __ceil__ = _decided_by_sample("ceils")
     __invert__ = _decided_by_sample("inverts (~)")
 
+    def __reduce_ex__(self, protocol: Any) -> Any:  # copy, deepcopy, pickle: the object lives in the sample
+        self.__s.unverify(f"the test copies an object the program made ({self.__type}), which stays in the sample")
+
 
 # Arithmetic would hand the sample the other operand, often the expected value
 # (``abs(result - expected) < 1e-6``): unverified, both ways round.

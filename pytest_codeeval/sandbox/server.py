@@ -561,13 +561,16 @@ def _child_main(conn: socket.socket, reader: Reader, first: dict[str, Any]) -> N
 
 
 # --- the syscall filter (seccomp) -----------------------------------------
-# Denied for samples: the kernel keyring (keys outlive the sample: they stay
+# Refused to samples: the kernel keyring (keys outlive the sample: they stay
 # with its uid), new namespaces (a user namespace gives a sample every
 # capability inside it), IP sockets (no network, and no TCP state that
-# outlives the sample), POSIX message queues (they outlive the sample in the
-# worker's IPC namespace) and io_uring (it would open sockets past the
-# filter).  clone3 answers ENOSYS, so the C library falls back to clone, whose
-# flags the filter can read.
+# outlives the sample), SysV IPC and POSIX message queues (their objects
+# outlive the sample in the worker's IPC namespace, and so does the counter
+# that numbers them: even with every object removed, the id of a new one
+# tells how many an earlier sample made), and io_uring (it would open sockets
+# past the filter).  SysV IPC and clone3 answer ENOSYS, as on a kernel built
+# without them, so libraries fall back (the C library to clone, whose flags
+# the filter can read).
 
 _AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
 _SYSCALLS = {  # name: (x86_64, aarch64)
@@ -575,12 +578,19 @@ _SYSCALLS = {  # name: (x86_64, aarch64)
     "add_key": (248, 217), "request_key": (249, 218), "keyctl": (250, 219), "mq_open": (240, 180),
     "clone3": (435, 435), "io_uring_setup": (425, 425), "io_uring_enter": (426, 426),
     "io_uring_register": (427, 427), "seccomp": (317, 277),
+    "shmget": (29, 194), "shmat": (30, 196), "shmctl": (31, 195), "shmdt": (67, 197),
+    "msgget": (68, 186), "msgsnd": (69, 189), "msgrcv": (70, 188), "msgctl": (71, 187),
+    "semget": (64, 190), "semop": (65, 193), "semctl": (66, 191), "semtimedop": (220, 192),
 }
-_DENIED = ("add_key", "request_key", "keyctl", "unshare", "setns", "mq_open", "io_uring_setup",
-           "io_uring_enter", "io_uring_register")
+_EPERM, _ENOSYS = 1, 38
+_REFUSED = {  # name: errno
+    **{n: _EPERM for n in ("add_key", "request_key", "keyctl", "unshare", "setns", "mq_open", "io_uring_setup",
+                           "io_uring_enter", "io_uring_register")},
+    **{n: _ENOSYS for n in ("clone3", "shmget", "shmat", "shmctl", "shmdt", "msgget", "msgsnd", "msgrcv", "msgctl",
+                            "semget", "semop", "semctl", "semtimedop")},
+}
 _NAMESPACE_FLAGS = 0x7E020000  # CLONE_NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET
 _AF_INET, _AF_INET6 = 2, 10
-_EPERM, _ENOSYS = 1, 38
 
 
 def seccomp_program(machine: str) -> bytes | None:
@@ -604,11 +614,9 @@ def seccomp_program(machine: str) -> bytes | None:
     if machine == "x86_64":
         op(JGE_K, 0x40000000, 0, 1)  # x32 calls
         op(RET_K, deny)
-    for name in _DENIED:
+    for name, errno_ in _REFUSED.items():
         op(JEQ_K, nr[name], 0, 1)
-        op(RET_K, deny)
-    op(JEQ_K, nr["clone3"], 0, 1)
-    op(RET_K, ERRNO | _ENOSYS)
+        op(RET_K, ERRNO | errno_)
     op(JEQ_K, nr["clone"], 0, 4)  # clone: look at its flags, else on to socket
     op(LD_W_ABS, 16)  # low half of args[0]: the flags
     op(JSET_K, _NAMESPACE_FLAGS, 0, 1)
@@ -665,6 +673,9 @@ class _Seccomp:
                 nr_keyctl = _SYSCALLS["keyctl"][0 if os.uname().machine == "x86_64" else 1]
                 long = self._ctypes.c_long
                 ok = libc.syscall(long(nr_keyctl), long(0), long(-4), long(0)) == -1 and self._ctypes.get_errno() == _EPERM
+                nr_shmget = _SYSCALLS["shmget"][0 if os.uname().machine == "x86_64" else 1]
+                ok = ok and libc.syscall(long(nr_shmget), long(0), long(4096), long(0)) == -1 \
+                    and self._ctypes.get_errno() == _ENOSYS
                 try:
                     socket.socket(socket.AF_INET, socket.SOCK_STREAM).close()
                     ok = False
@@ -963,7 +974,10 @@ class _World:
             if not self.seccomp.works():
                 self.seccomp = None
                 raise OSError("the kernel refused the filter")
-        self._try("seccomp", filt)
+        if conf.get("seccomp", True):
+            self._try("seccomp", filt)
+        else:
+            self.protections["seccomp"] = "switched off"
         self._try("oom_protected_server", lambda: _write("/proc/self/oom_score_adj", b"-1000"))
         self.protections["server_capabilities"] = _capabilities()
         if not conf["private_mounts"]:
@@ -995,7 +1009,7 @@ class _World:
         """After a sample (all its processes reaped): nothing of it may reach the next one."""
         for s in self.scratch:
             s.clean()
-        if self.conf["ipc_namespace"]:
+        if self.conf["ipc_namespace"] and self.seccomp is None:  # (the filter refuses SysV IPC)
             _remove_ipc(self.libc, None)
         if not self.conf["private_mounts"]:
             base = os.open(self.conf["workdir_base"], os.O_RDONLY | os.O_DIRECTORY)

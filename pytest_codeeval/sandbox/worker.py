@@ -54,7 +54,7 @@ class Worker:
     """
 
     def __init__(self, index: int, level: str, limits: Limits, sample_uid: int | None = None,
-                 cgroup: MemoryCgroup | None = None, cgroup_why: str = "") -> None:
+                 cgroup: MemoryCgroup | None = None, cgroup_why: str = "", syscall_filter: bool = True) -> None:
         self.index = index
         self.level = level
         self.limits = limits
@@ -64,6 +64,7 @@ class Worker:
         self.sample_uid = sample_uid
         self.cgroup = cgroup
         self.cgroup_why = cgroup_why
+        self.syscall_filter = syscall_filter
         self.protections: dict[str, Any] = {}
         # rlimits level: the samples' working folders (other levels have a private /tmp)
         self.workdir_base = os.path.join(tempfile.gettempdir(), f"codeeval-sandbox-{os.getpid()}-{index}-{id(self)}")
@@ -97,6 +98,7 @@ class Worker:
             "workdir_base": self.workdir_base,
             "cgroup_fd": cgroup_fd,
             "cgroup_why": self.cgroup_why,
+            "seccomp": self.syscall_filter,
             "sys_path": isolation.site_dirs(),
             "hide": isolation.hidden_paths() if self.level == "namespaces" else [],
             "open_up": isolation.closed_ancestors() if self.level == "namespaces" and self.sample_uid is not None else {},
