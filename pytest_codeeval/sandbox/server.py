@@ -986,6 +986,10 @@ class _World:
         if conf.get("sample_uid") is not None and not conf["pid_namespace"]:
             # leftovers of an earlier run that had this uid (it died without cleaning up)
             self.clean_by_uid()
+        if conf.get("sample_uid") is not None and _has_keys(conf["sample_uid"]):
+            # keys outlive every process of their uid: an earlier run's (a
+            # harness without the filter) must not reach this run's samples
+            _as_uid(conf["sample_uid"], self._clear_keyring)
 
     def _ipc_limits(self, limits: dict[str, int]) -> None:
         for name, value in limits.items():
@@ -1034,6 +1038,15 @@ class _World:
 
         nr = _SYSCALLS["keyctl"][0 if os.uname().machine == "x86_64" else 1]
         self.libc.syscall(ctypes.c_long(nr), ctypes.c_long(7), ctypes.c_long(-4))  # KEYCTL_CLEAR @u
+
+
+def _has_keys(uid: int) -> bool:
+    """Whether the kernel holds keys (or a keyring) for ``uid`` (/proc/key-users lists every uid to root)."""
+    try:
+        with open("/proc/key-users") as f:
+            return any(line.split(":")[0].strip() == str(uid) for line in f)
+    except OSError:
+        return False
 
 
 def _capabilities() -> str:
