@@ -331,6 +331,44 @@ def test_a_sample_leaves_nothing_for_the_next(level: str, syscall_filter: bool) 
     assert procs and _all_gone(procs)
 
 
+WRITABLE = """
+import os, stat
+out, stack, seen = [], ['/'], 0
+while stack and seen < 2000000:
+    d = stack.pop()
+    try:
+        entries = list(os.scandir(d))
+    except OSError:
+        continue
+    if os.access(d, os.W_OK):
+        out.append(d)
+    for e in entries:
+        seen += 1
+        try:
+            if e.is_dir(follow_symlinks=False):
+                if e.path not in ('/proc', '/sys') and not os.statvfs(e.path).f_flag & os.ST_RDONLY:
+                    stack.append(e.path)
+            elif not e.is_symlink() and not stat.S_ISCHR(e.stat(follow_symlinks=False).st_mode) \\
+                    and os.access(e.path, os.W_OK):
+                out.append(e.path)
+        except OSError:
+            pass
+return sorted(out)
+"""
+
+
+@pytest.mark.parametrize("level", ["bubblewrap", pytest.param("namespaces", marks=pytest.mark.slow)])
+def test_the_sample_can_write_only_to_its_own_scratch(level: str) -> None:
+    """Anywhere else a sample could write (the host's /run/lock, /var/tmp,
+    /dev/mqueue) would hold state for the next sample, or the next run."""
+    if not available(level):
+        pytest.skip(f"{level} is not available here")
+    with SandboxPool(workers=1, level=level) as p:
+        [o] = p.run([job(WRITABLE, "def check(c):\n    assert c() == ['/dev/shm', '/tmp'], c()\n",
+                         TimeLimits(30, 120, 150))], rerun_timeouts=False)
+    assert (o.verdict, o.detail) == ("passed", "")
+
+
 @pytest.mark.skipif(not is_root(), reason="the rlimits level cleans up by the sample's own uid (root only)")
 def test_rlimits_level_removes_what_the_sample_left() -> None:
     """No namespaces: the server removes the sample's folder (however deep)

@@ -233,7 +233,8 @@ def hidden_paths(extra: tuple[str, ...] = ()) -> list[str]:
     Everything top-level that is not the system or the interpreter: the
     repository, datasets, caches, reports and homes all live in there.
     """
-    keep = {"/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/dev", "/proc", "/sys", "/run"}
+    # (not /run: /run/lock is writable by every uid, a place for state that outlives a sample)
+    keep = {"/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/dev", "/proc", "/sys"}
     py = python_dirs()
     out = []
     for entry in sorted(Path("/").iterdir()):
@@ -246,6 +247,9 @@ def hidden_paths(extra: tuple[str, ...] = ()) -> list[str]:
             continue
         out.append(p)
     out.extend(e for e in extra if e not in out)
+    # the host's POSIX message queues: open() creates one there, past the syscall filter's mq_open
+    if os.path.isdir("/dev/mqueue"):
+        out.append("/dev/mqueue")
     # data inside what stays visible (package data next to the interpreter)
     visible = [*keep, *py]
     out.extend(p for p in data_paths() if p not in out and any(p.startswith(v + "/") for v in visible))
@@ -312,7 +316,7 @@ def describe(level: str, server: dict[str, object] | None, own_uid: bool) -> dic
         "own_network_namespace": ns,
         "own_ipc_namespace": ns,
         "filesystem": {"bubblewrap": "read-only system and interpreter folders only; data inside them covered",
-                       "namespaces": "read-only view of the host; harness, data and home folders covered",
+                       "namespaces": "the host's; harness, data, home, /var and /run covered; writable: its /tmp, /dev/shm",
                        "rlimits": "the host's, as the sample's uid sees it"}[level],
         "sample_uid": "own uid per server, leased for this run" if own_uid else "the harness's uid",
         "rlimits": True,
