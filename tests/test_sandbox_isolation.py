@@ -331,6 +331,23 @@ def test_a_sample_leaves_nothing_for_the_next(level: str, syscall_filter: bool) 
     assert procs and _all_gone(procs)
 
 
+@pytest.mark.skipif(probe_isolation() == "rlimits", reason="the rlimits level never has a fresh /tmp")
+def test_without_a_fresh_tmp_each_sample_still_starts_clean() -> None:
+    """Where the per-sample tmpfs cannot be mounted (here: a size the kernel
+    refuses), each sample works in a folder of its own, removed after it
+    however deep, and whatever else it left in the worker's /tmp goes too."""
+    see = "import os\nreturn sorted(os.listdir('/tmp')), os.listdir('.'), os.getcwd()\n"
+    with SandboxPool(workers=1, limits=Limits(tmp_inodes=-1)) as p:
+        [left, seen] = p.run([job(LEAVE_STATE, "def check(c):\n    c()\n", TimeLimits(3, 20, 30)),
+                              job(see, "def check(c):\n    global SEEN\n    SEEN = c()\n")], rerun_timeouts=False)
+        assert str(p.protections["fresh_tmp_per_sample"]).startswith("unavailable")
+        assert (left.verdict, seen.verdict) == ("passed", "passed"), (left.detail, seen.detail)
+        check = ("def check(c):\n    tmp, here, cwd = c()\n    assert here == [] and len(tmp) == 1"
+                 " and cwd.startswith('/tmp/' + tmp[0] + '/'), c()\n")
+        assert p.run([job(see, check)], rerun_timeouts=False)[0].verdict == "passed"
+        assert p.stats["sandbox_retries"] == 0
+
+
 WRITABLE = """
 import os, stat
 out, stack, seen = [], ['/'], 0

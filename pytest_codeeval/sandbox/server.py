@@ -821,6 +821,22 @@ def _remove_owned_by(folder: str, uid: int) -> None:
         os.close(dfd)
 
 
+def _top(path: str) -> str:
+    """The entry of /tmp that ``path`` lies under ("" if none)."""
+    parts = path.split("/")
+    return parts[2] if len(parts) > 2 and parts[1] == "tmp" else ""
+
+
+def _remove_all_but(folder: str, keep: set[str]) -> None:
+    dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for name in os.listdir(dfd):
+            if name not in keep:
+                remove_tree(dfd, name)
+    finally:
+        os.close(dfd)
+
+
 def _as_uid(uid: int, fn: Callable[[], None]) -> None:
     """Run ``fn`` in a throwaway child under ``uid`` (what the kernel lets a uid do to itself)."""
     pid = os.fork()
@@ -926,13 +942,13 @@ class _World:
         self.scratch: list[_Scratch] = []
         self.seccomp: _Seccomp | None = None
         self.last_pid_fd: int | None = None
-        self.workdir = "/tmp"
+        self.fresh_tmp = False  # each sample gets a fresh tmpfs on /tmp (else a folder of its own, removed after)
         self.samples = 0
 
     def _try(self, name: str, fn: Callable[[], Any]) -> bool:
         try:
             value = fn()
-        except (OSError, ValueError) as e:
+        except Exception as e:
             self.protections[name] = f"unavailable: {e}"[:200]
             return False
         self.protections[name] = True if value is None else value
@@ -955,7 +971,7 @@ class _World:
                 s = _Scratch(self.libc, "/tmp", limits["tmp_bytes"], limits["tmp_inodes"], conf.get("tmp_keep", []))
                 s.fresh()
                 self.scratch.append(s)
-            self._try("fresh_tmp_per_sample", tmp)
+            self.fresh_tmp = self._try("fresh_tmp_per_sample", tmp)
             def shm() -> None:
                 s = _Scratch(self.libc, "/dev/shm", limits["shm_bytes"], limits["shm_inodes"], [])
                 os.makedirs("/dev/shm", exist_ok=True)
@@ -980,9 +996,8 @@ class _World:
             self.protections["seccomp"] = "switched off"
         self._try("oom_protected_server", lambda: _write("/proc/self/oom_score_adj", b"-1000"))
         self.protections["server_capabilities"] = _capabilities()
-        if not conf["private_mounts"]:
-            base = conf["workdir_base"]
-            os.makedirs(base, mode=0o711, exist_ok=True)
+        if not self.fresh_tmp:
+            os.makedirs(conf["workdir_base"], mode=0o711, exist_ok=True)
         if conf.get("sample_uid") is not None and not conf["pid_namespace"]:
             # leftovers of an earlier run that had this uid (it died without cleaning up)
             self.clean_by_uid()
@@ -999,7 +1014,7 @@ class _World:
         """Before a fork: the next sample's pid and private folder."""
         if self.last_pid_fd is not None:
             os.pwrite(self.last_pid_fd, b"99", 0)
-        if self.conf["private_mounts"]:
+        if self.fresh_tmp:
             return "/tmp"
         self.samples += 1
         path = os.path.join(self.conf["workdir_base"], f"sample-{self.samples}")
@@ -1015,12 +1030,14 @@ class _World:
             s.clean()
         if self.conf["ipc_namespace"] and self.seccomp is None:  # (the filter refuses SysV IPC)
             _remove_ipc(self.libc, None)
-        if not self.conf["private_mounts"]:
+        if not self.fresh_tmp:
             base = os.open(self.conf["workdir_base"], os.O_RDONLY | os.O_DIRECTORY)
             try:
                 remove_tree(base, os.path.basename(workdir))
             finally:
                 os.close(base)
+            if self.conf["private_mounts"]:  # the worker's own /tmp: everything but the interpreter and the base
+                _remove_all_but("/tmp", {_top(p) for p in [self.conf["workdir_base"], *self.conf.get("tmp_keep", [])]})
             if self.conf.get("sample_uid") is not None:
                 self.clean_by_uid()
         if self.seccomp is None and self.conf.get("sample_uid") is not None:
@@ -1248,16 +1265,17 @@ def _serve(ctrl: socket.socket, world: _World) -> None:
             reply["status"] = _wait_status(pid)
         else:
             reply["status"] = {"exit": None}  # the sample is SIGKILLed already: reaped below
-        if conf["private_mounts"]:
+        if world.fresh_tmp:
             # The judge has what it needs: answer now, clean up while it
             # finishes the verdict (a remount: well under a millisecond).
             send_msg(ctrl, reply)
             _wait_all()
             world.clean(workdir)  # raises if it cannot: the judge then starts a fresh server
         else:
-            # rlimits level: the clean-up removes files on the host's disk
-            # (a 3,000-deep tree takes seconds), which must not count
-            # against the next sample's time: answer after it.
+            # No fresh tmpfs (the rlimits level): the clean-up removes
+            # files one by one, on the host's disk there (a 3,000-deep tree
+            # takes seconds), which must not count against the next
+            # sample's time: answer after it.
             _wait_all()
             world.clean(workdir)
             send_msg(ctrl, reply)

@@ -254,7 +254,8 @@ class Worker:
         judge_end, sample_end = socket.socketpair()
         try:
             send_msg(self.ctrl, {"op": "end", "status": status}, fds=[sample_end.fileno()])
-            self.ctrl.settimeout(END_TIMEOUT_S if self.level != "rlimits" else END_TIMEOUT_RLIMITS_S)
+            slow = self.level == "rlimits" or self.protections.get("fresh_tmp_per_sample") is not True
+            self.ctrl.settimeout(END_TIMEOUT_RLIMITS_S if slow else END_TIMEOUT_S)
             reply = recv_msg(self.ctrl)
         except (OSError, EOFError, WireError) as e:
             judge_end.close()
