@@ -196,7 +196,7 @@ class Worker:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pass
-        _wait_gone([p for p in victims if p.pid != proc.pid], timeout=5.0)
+        _wait_gone([p for p in victims if p.pid != proc.pid], timeout=10.0)
         self._remove_workdirs()
 
     def _remove_workdirs(self) -> None:
@@ -210,7 +210,16 @@ class Worker:
                 os.close(fd)
 
     def close(self) -> None:
-        """Polite stop (EOF on the control socket), then make sure."""
+        """Polite stop (EOF on the control socket), then make sure: returns when
+        every process of the sandbox is gone (the outer bwrap can exit while the
+        inner one still tears its namespaces down)."""
+        tree: list[psutil.Process] = []
+        if self.proc is not None:
+            try:
+                root = psutil.Process(self.proc.pid)
+                tree = [root, *root.children(recursive=True)]
+            except psutil.Error:
+                pass
         self._drop_next()
         if self.ctrl is not None:
             self.ctrl.close()
@@ -221,6 +230,7 @@ class Worker:
             except subprocess.TimeoutExpired:
                 pass
         self.kill()
+        _wait_gone(tree, timeout=10.0)
 
     # -- one sample ---------------------------------------------------------
 
