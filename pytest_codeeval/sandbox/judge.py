@@ -179,9 +179,9 @@ def _run_test(job: SampleJob, session: Session, ns: dict[str, Any], measure: boo
     return result
 
 
-def _from_death(worker: Worker, reply: dict[str, Any]) -> Outcome:
+def _from_death(reply: dict[str, Any], oom_kills: int) -> Outcome:
     """The sample process died on its own (or was killed by the kernel)."""
-    if worker.cgroup is not None and worker.cgroup.new_oom_kills():
+    if oom_kills:
         return Outcome("memory", "killed by the kernel at the memory limit")
     exit_code = (reply.get("status") or {}).get("exit")
     how = f"killed by signal {-exit_code}" if isinstance(exit_code, int) and exit_code < 0 else f"exited with code {exit_code}"
@@ -216,12 +216,14 @@ def judge_sample(worker: Worker, job: SampleJob, limits: Limits, measure: bool =
         return outcome
     died = isinstance(signal, SampleDied)
     reply = worker.end(status=died)
+    # OOM kills in the worker's cgroup during this sample (read after every sample, so none is counted twice)
+    oom_kills = worker.cgroup.new_oom_kills() if worker.cgroup is not None else 0
     setup = reply.get("setup")
     if setup != "ok":  # the server's word: the sample process failed before any sample code ran
         worker.kill()
         raise SandboxBroken(f"the sample's set-up failed: {str(setup)[:300]}")
     if died:
-        outcome = _from_death(worker, reply)
+        outcome = _from_death(reply, oom_kills)
     elif isinstance(signal, SampleEnded):
         outcome = Outcome(signal.verdict, signal.detail)
     elif isinstance(signal, CandidateAborted):
