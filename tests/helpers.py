@@ -20,7 +20,8 @@ from pytest_codeeval.items import Item, Prompt
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 SHARED_DATASETS = Path(os.environ.get("CODEEVAL_DATA_DIR") or SHARED / "datasets")
-SANDBOX_CASES = SHARED / "sandbox-cases"
+# a worktree has no ../shared beside it: CODEEVAL_SANDBOX_CASES points at the hostile samples
+SANDBOX_CASES = Path(os.environ.get("CODEEVAL_SANDBOX_CASES") or SHARED / "sandbox-cases")
 BENCH_SOURCE = (REPO / "benchmarks" / "test_codeeval.py").read_text()
 # pytester points HOME at its own dir; keep the real cache (the converted
 # SmolLM2 folder, the sandbox's timing calibration) shared across runs.

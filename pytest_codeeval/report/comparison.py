@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import defaults, stats
-from ..results import NOT_JUDGED, case_fields
+from ..results import NOT_JUDGED, UNVERIFIED, case_fields
 from .ranking import (completed, dataset_order, model_label, paired, paired_comparison, ranking_basis, rankings,
                       recommendation, strengths, unranked)
 
@@ -100,20 +100,22 @@ def best_per_dataset(cases: list[dict[str, Any]], multi_preset: bool) -> dict[st
 
 
 def not_judged_summary(cases: list[dict[str, Any]]) -> dict[str, Any]:
-    """Cases with samples the harness could not judge (NOT_JUDGED kinds,
-    kept out of n): how many, of which kind, and a flag when they are many
-    (at least defaults.NOT_JUDGED_FLAG_SHARE of the case's samples), since
-    the score then rests on noticeably fewer samples than planned."""
+    """Cases with samples the harness could not judge (NOT_JUDGED kinds, kept
+    out of n) or could not verify (``unverified``: never a pass, kept in n, so
+    the score is a lower bound by that many): how many, of which kind, and a
+    flag when they are many (at least defaults.NOT_JUDGED_FLAG_SHARE of the
+    case's samples)."""
     rows = []
     for c in cases:
         verdicts = c.get("verdicts") or {}
         total = sum(verdicts.values())
-        kinds = {k: n for k, n in verdicts.items() if k in NOT_JUDGED and n}
+        kinds = {k: n for k, n in verdicts.items() if (k in NOT_JUDGED or k == UNVERIFIED) and n}
         count = sum(kinds.values())
         if not count:
             continue
         share = count / total if total else 1.0
-        rows.append({"case_id": c["case_id"], "not_judged": count, "samples": total, "share": share, "kinds": kinds,
+        rows.append({"case_id": c["case_id"], "not_judged": count - kinds.get(UNVERIFIED, 0),
+                     "unverified": kinds.get(UNVERIFIED, 0), "samples": total, "share": share, "kinds": kinds,
                      "flagged": share >= defaults.NOT_JUDGED_FLAG_SHARE})
     return {"flag_share": defaults.NOT_JUDGED_FLAG_SHARE, "cases": rows}
 

@@ -142,7 +142,7 @@ def render_html(comparison: dict[str, Any], results: list[dict[str, Any]], plots
     if plots:
         parts.append("<h2>Plots</h2>" + "".join(_img(p) for p in plots.values() if p.is_file()))
     parts.append("<h2>Cases</h2>")
-    parts.append(_note("Not judged = samples the harness could not judge (sandbox_error, unverified), out of n; "
+    parts.append(_note("Not judged = samples the harness could not judge (sandbox_error), out of n; "
                        "cut off = share of samples stopped at the token limit; unclosed think = share whose <think> "
                        "block never closed (no answer)."))
     parts.append(_cases(comparison))

@@ -97,9 +97,11 @@ def run_manifest(state: Any) -> dict[str, Any]:
     extra["datasets"] = {d: {"sha256": items_sha256(state.items(d)), "n_items": len(state.items(d))}
                          for d in datasets}
     try:
-        from ..sandbox import probe_isolation
+        from ..sandbox import probe_isolation, probe_protections
 
         extra["sandbox_isolation"] = probe_isolation()
+        if "code" in task_types:  # what protected the machine and each sample (one server started to ask)
+            extra["sandbox_protections"] = probe_protections()
     except ImportError:
         pass
     return build_manifest(state.config.rootpath, extra)

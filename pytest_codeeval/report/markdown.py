@@ -85,7 +85,7 @@ def render_markdown(comparison: dict[str, Any]) -> str:
     ))
     lines += ["", "## Cases", "",
               "Per case: the score with its 95% CI (Wilson for pass/fail items, else a bootstrap); *not judged* = "
-              "samples the harness could not judge (sandbox_error, unverified), kept out of n; *cut off* = share of "
+              "samples the harness could not judge (sandbox_error), kept out of n; *cut off* = share of "
               "samples the engine stopped at the token limit; *unclosed think* = share whose `<think>` block never "
               "closed (no answer).", ""]
     lines.append(cases_table(comparison))
