@@ -84,8 +84,8 @@ def test_hostile_samples_score_exactly_as_expected(suite: pytest.Pytester) -> No
     before = set(os.listdir(suite.path))
     _become_subreaper()
     result = suite.runpytest_subprocess(
-        f"--datasets={SANDBOX_CASES / 'tasks.jsonl'}", f"--completions={SANDBOX_CASES / 'samples.jsonl'}",
-        timeout=600,
+        "-p", "no:cacheprovider", f"--datasets={SANDBOX_CASES / 'tasks.jsonl'}",
+        f"--completions={SANDBOX_CASES / 'samples.jsonl'}", timeout=600,
     )
     assert result.ret == 0, result.stdout.str() + result.stderr.str()
     rows = {r["task_id"]: r for r in _samples(suite.path, "replay__tasks")}
@@ -123,8 +123,8 @@ def test_judge_and_state_samples_score_as_expected_on_one_core(suite: pytest.Pyt
     _become_subreaper()
     taskset = shutil.which("taskset")
     pin = [taskset, "-c", "0"] if taskset else []
-    result = suite.run(*pin, sys.executable, "-c", PEAK_RSS, "-p", "no:cacheprovider", "--datasets",
-                       str(cases / "tasks.jsonl"), "--completions", str(cases / "samples.jsonl"), timeout=600)
+    result = suite.run(*pin, sys.executable, "-c", PEAK_RSS, "-p", "no:cacheprovider",
+                       f"--datasets={cases / 'tasks.jsonl'}", f"--completions={cases / 'samples.jsonl'}", timeout=600)
     assert result.ret == 0, result.stdout.str() + result.stderr.str()
     # the judge's own memory (the pytest process): a few hundred MB at most
     [peak] = [line.split()[1] for line in result.stdout.lines if line.startswith("codeeval-judge-peak-rss-kib ")]
