@@ -54,6 +54,7 @@ def build_comparison(
     findings = [g for c in cases for g in (c.get("gating") or [])]
     return {
         "schema_version": SCHEMA_VERSION,
+        "timing": timing_conditions(cases),
         "run_id": run_id,
         "started_at": iso(started_at),
         "finished_at": iso(finished_at),
@@ -120,6 +121,17 @@ def not_judged_summary(cases: list[dict[str, Any]]) -> dict[str, Any]:
     return {"flag_share": defaults.NOT_JUDGED_FLAG_SHARE, "cases": rows}
 
 
+TIMING_ADVICE = ("For comparable figures run the models one after another (no xdist), or give each xdist worker its "
+                 "own GPUs (--gpus=...): engines on disjoint devices are not flagged.")
+
+
+def timing_conditions(cases: list[dict[str, Any]]) -> dict[str, Any]:
+    """Which cases were timed while another engine generated on the same devices (overlap.py)."""
+    overlapped = {c["case_id"]: (c.get("performance") or {}).get("overlapped_with") for c in cases}
+    return {"overlapped": {cid: others for cid, others in overlapped.items() if others},
+            "advice": TIMING_ADVICE}
+
+
 def compare_presets(cases: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
     """Per model, per preset: throughput, load time, peak memory and mean
     score over the datasets every preset of the model completed, which is
@@ -135,8 +147,12 @@ def compare_presets(cases: list[dict[str, Any]]) -> dict[str, dict[str, dict[str
         perf = c.get("performance") or {}
         row = out.setdefault(c["model"], {}).setdefault(c["preset"], {
             "tokens": 0, "_timed_tokens": 0, "_generation_s": 0.0, "load_s": None, "prepare_s": None,
-            "peak_memory_bytes": None, "memory_kind": None})
+            "peak_memory_bytes": None, "memory_kind": None, "overlapped_with": []})
         row["tokens"] += perf.get("completion_tokens") or 0
+        if perf.get("overlapped_with"):
+            # timed while another engine used the same devices: no comparable speed or memory
+            row["overlapped_with"] = sorted(set(row["overlapped_with"]) | set(perf["overlapped_with"]))
+            continue
         if perf.get("tokens_per_s") is not None and perf.get("generation_s"):
             row["_timed_tokens"] += perf.get("completion_tokens") or 0
             row["_generation_s"] += perf["generation_s"]
