@@ -18,14 +18,14 @@ from typing import Any
 
 import pytest
 
-from . import defaults
+from . import defaults, generation
 from .catalog import Catalog, DatasetSpec, ModelSpec, load_catalog
 from .datasets import LoadContext, load_dataset
 from .engines import engine_class
-from .engines.base import Engine, Request, SamplingConfig
+from .engines.base import Adapter, Engine, Request, SamplingConfig
 from .engines.cached import CachingEngine
 from .errors import CodeevalError, DatasetUnavailable
-from .identity import generation_identity
+from .identity import adapter_sha, generation_identity
 from .items import Item
 from .options import RunOptions, parse_options
 from .plan import Case, build_cases, marker_lines, split_engine_key
@@ -64,12 +64,14 @@ class CodeevalSession:
     cases: list[Case] = field(default_factory=list)
     selected: list[Case] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)  # dataset -> why (dry runs only)
+    notes: list[str] = field(default_factory=list)  # warnings about the plan's settings (generation.py)
     load_ctx: LoadContext = field(default_factory=LoadContext)
     durable: Durable | None = None
     results: dict[str, CaseResult] = field(default_factory=dict)  # controller: case id -> result
     report_paths: dict[str, Path] = field(default_factory=dict)
     _items: dict[str, list[Item]] = field(default_factory=dict)
     _completions: dict[str, list[str]] | None = None
+    _adapters: dict[str, Adapter] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> "CodeevalSession":
@@ -134,6 +136,7 @@ class CodeevalSession:
                 if not dry_run:
                     raise
                 self.unavailable[dataset] = str(e)
+        self.check_generation(cases)
         if self.options.completions is not None:
             from .engines.replay import check_completions
 
@@ -151,19 +154,66 @@ class CodeevalSession:
         return self._completions
 
     # -- requests ------------------------------------------------------
-    def sampling(self, dataset: DatasetSpec) -> SamplingConfig:
-        o = self.options
-        return SamplingConfig(
-            temperature=o.temperature, top_p=o.top_p,
-            max_new_tokens=o.max_new_tokens or dataset.max_new_tokens, n=o.n_samples, seed=o.seed,
-        )
+    def sampling(self, dataset: DatasetSpec, model: ModelSpec) -> SamplingConfig:
+        """Thinking, budget and sampling of the model's requests on the dataset (generation.py)."""
+        return generation.sampling_config(model, dataset, self.options)
 
     def requests(self, case: Case) -> list[Request]:
         """One request per item of the case's dataset, in item order."""
         dataset, model = self.catalog.dataset(case.dataset), self.model_spec(case.model)
-        sampling = self.sampling(dataset)
-        return [Request(build_prompt(item, dataset, model, self.options.system_prompt), item, sampling)
+        sampling, adapter = self.sampling(dataset, model), self.adapter(model)
+        return [Request(build_prompt(item, dataset, model, self.options.system_prompt), item, sampling, adapter)
                 for item in self.items(case.dataset)]
+
+    def adapter(self, model: ModelSpec) -> Adapter | None:
+        """A LoRA adapter entry's adapter (its local folder hashed once)."""
+        if not model.adapter:
+            return None
+        if model.name not in self._adapters:
+            folder = Path(model.adapter).expanduser()
+            sha = adapter_sha(folder) if folder.is_dir() else ""
+            self._adapters[model.name] = Adapter(name=model.name, source=str(folder) if folder.is_dir() else model.adapter,
+                                                 revision=model.adapter_revision, sha256=sha)
+        return self._adapters[model.name]
+
+    def max_model_len(self, case: Case) -> int | None:
+        """The context the case's model runs with: the preset may cap it; a server runs with its own."""
+        if self.options.pseudo_model is not None:
+            return None
+        model = self.catalog.model(case.engine_model or case.model)
+        if self.options.engine != "vllm":
+            return model.max_model_len
+        return int(self.catalog.engine_settings(model, self.catalog.preset(case.preset))["max_model_len"])
+
+    def generation_plan(self, case: Case) -> dict[str, Any]:
+        """The dry-run plan's ``generation`` object of a case."""
+        sampling = self.sampling(self.catalog.dataset(case.dataset), self.model_spec(case.model))
+        return generation.plan_entry(sampling, self.max_model_len(case))
+
+    def check_generation(self, cases: list[Case]) -> None:
+        """Before any load: a --thinking a model cannot take, or a budget that cannot fit its
+        context, is a usage error; a thinking model decoding greedily, a warning."""
+        if self.options.pseudo_model is not None:
+            return
+        for case in cases:
+            model, dataset = self.catalog.model(case.model), self.catalog.dataset(case.dataset)
+            sampling = self.sampling(dataset, model)
+            try:
+                prompts = [r.prompt.render() for r in self.requests(case)]
+            except DatasetUnavailable:  # a dry run goes on without it: the budget alone is checked
+                prompts = []
+            limit = self.max_model_len(case) or model.max_model_len
+            base = self.catalog.model(case.engine_model or case.model)
+            capped = (case.preset if self.options.engine == "vllm" and limit < base.max_model_len
+                      and not base.engine.get("max_model_len") else "")
+            check = generation.BudgetCheck(case.id, base, sampling, limit, generation.estimated_prompt_tokens(prompts),
+                                           capped_by=capped)
+            problem = check.problem()
+            if problem:
+                raise CodeevalError(problem)
+            for text in generation.warnings_for(model, sampling):
+                if text not in self.notes:
+                    self.notes.append(text)  # shown with the plan (plan.write_dry_run_plan), dry run or not
 
     def case_inputs(self, case: Case) -> CaseInputs:
         return CaseInputs(
@@ -184,7 +234,12 @@ class CodeevalSession:
         else:
             model = self.catalog.model(model_name)
             settings = self.catalog.engine_settings(model, self.catalog.preset(preset_name))
-            engine = engine_class(kind)(model, settings, self.engine_options())
+            options = self.engine_options()
+            # The LoRA adapters its cases ask for: the engine loads its base with LoRA enabled.
+            adapters = {c.model: self.adapter(self.catalog.model(c.model)) for c in self.selected
+                        if c.engine_key == engine_key}
+            options["adapters"] = [a for a in adapters.values() if a is not None]
+            engine = engine_class(kind)(model, settings, options)
         engine.load()
         return engine
 

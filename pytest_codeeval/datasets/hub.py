@@ -24,7 +24,7 @@ def load_hub_rows(spec: DatasetSpec, ctx: LoadContext, split: str | None = None)
         ) from None
     args = [spec.hf_id] + ([spec.hf_config] if spec.hf_config else [])
     try:
-        ds = datasets.load_dataset(*args, split=split or spec.hf_split or None)
+        ds = datasets.load_dataset(*args, split=split or spec.hf_split or None, revision=spec.revision or None)
     except Exception as e:  # network, auth, missing config: all mean "not here"
         raise DatasetUnavailable(f"{ctx.missing_message(spec)} (hub error: {type(e).__name__}: {e})") from None
     return [dict(row) for row in ds]
@@ -39,6 +39,6 @@ def download_hub_file(spec: DatasetSpec, ctx: LoadContext, filename: str) -> str
     except ImportError:
         raise DatasetError("the HuggingFace hub needs huggingface_hub: pip install datasets") from None
     try:
-        return hf_hub_download(spec.hf_id, filename, repo_type="dataset")
+        return hf_hub_download(spec.hf_id, filename, repo_type="dataset", revision=spec.revision or None)
     except Exception as e:
         raise DatasetUnavailable(f"{ctx.missing_message(spec)} (hub error: {type(e).__name__}: {e})") from None

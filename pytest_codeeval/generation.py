@@ -1,0 +1,159 @@
+"""How each case asks its model to generate: thinking, budgets and sampling.
+
+The defaults of a harness decide comparisons: a thinking model (Qwen3, the
+R1 distills) given a code budget and greedy decoding ends most replies inside
+an unclosed ``<think>`` block and loses to models it beats.  So each request
+carries what its model's authors ask for:
+
+* **thinking**: a model whose chat template reads ``enable_thinking``
+  (``thinking_switch``) is switched on or off by ``--thinking`` (``model``:
+  its catalog default); the value reaches the template as
+  ``chat_template_kwargs``.  A model without a switch thinks always
+  (``reasoning = true``) or never; asking it for the other state is a usage
+  error naming the model.
+* **budget**: a model that thinks gets its thinking budget
+  (``--max-thinking-tokens``, else its catalog ``max_thinking_tokens``) on
+  top of the dataset's answer budget; the sum must fit the context the
+  engine runs with (``max_model_len``, which a preset may cap), with room for
+  the longest prompt, or the run stops before any load.
+* **sampling**: ``--sampling greedy`` (the default), ``model`` (the model's
+  pinned settings, with thinking off its ``sampling_thinking_off`` ones, and
+  what is not pinned from its generation_config.json), or ``user``
+  (``--temperature/--top-p/--top-k``).  A model that thinks, run greedy,
+  gets a warning: its authors advise against it.
+
+All of it lives in the request's ``SamplingConfig``, so it is part of each
+generation's store key and of the case's ``sampling`` in the report.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from . import defaults
+from .catalog import DatasetSpec, ModelSpec
+from .engines.base import SamplingConfig
+from .errors import CodeevalError
+from .options import RunOptions
+
+
+def thinking_state(model: ModelSpec, option: str) -> bool | None:
+    """The value for ``enable_thinking`` (None: the model has no switch).
+
+    A model without a switch thinks when it is a reasoning model; asking it
+    for the state it cannot take is a usage error."""
+    if model.thinking_switch:
+        return model.thinking_default if option == "model" else option == "on"
+    if option != "model" and (option == "on") != model.reasoning:
+        always = "always thinks" if model.reasoning else "never thinks"
+        raise CodeevalError(
+            f"--thinking {option}: model {model.name!r} has no thinking switch (it {always}; its chat template "
+            f"does not read enable_thinking). Use --thinking model, or leave {model.name} out with --models; if its "
+            f"template does take enable_thinking, set thinking_switch = true in [models.{model.name}]."
+        )
+    return None
+
+
+def thinks(model: ModelSpec, option: str) -> bool:
+    state = thinking_state(model, option)
+    return model.reasoning if state is None else state
+
+
+def thinking_budget(model: ModelSpec, options: RunOptions) -> int:
+    if not thinks(model, options.thinking):
+        return 0
+    if options.max_thinking_tokens is not None:
+        return options.max_thinking_tokens
+    return model.max_thinking_tokens or defaults.MAX_THINKING_TOKENS
+
+
+def sampling_values(model: ModelSpec, options: RunOptions, thinking: bool | None) -> dict[str, Any]:
+    """temperature, top_p, top_k, ... for the run's --sampling mode (None: not set here)."""
+    if options.sampling == "greedy":
+        return {"temperature": 0.0, "top_p": 1.0}
+    if options.sampling == "user":
+        return {"temperature": options.temperature, "top_p": options.top_p, "top_k": options.top_k}
+    pinned = model.sampling_thinking_off if thinking is False and model.sampling_thinking_off else model.sampling
+    return {k: (int(v) if k == "top_k" else float(v)) for k, v in pinned.items()}
+
+
+def sampling_config(model: ModelSpec, dataset: DatasetSpec, options: RunOptions) -> SamplingConfig:
+    """Everything one request of (model, dataset) asks of the engine."""
+    state = thinking_state(model, options.thinking)
+    budget = thinking_budget(model, options)
+    answer = options.max_new_tokens or dataset.max_new_tokens
+    return SamplingConfig(
+        max_new_tokens=answer + budget, n=options.n_samples, seed=options.seed, mode=options.sampling,
+        thinking=state, max_thinking_tokens=budget,
+        **{"temperature": None, "top_p": None, **sampling_values(model, options, state)},
+    )
+
+
+def plan_entry(sampling: SamplingConfig, max_model_len: int | None) -> dict[str, Any]:
+    """A case's ``generation`` object in the dry-run plan."""
+    return {
+        "thinking": None if sampling.thinking is None else ("on" if sampling.thinking else "off"),
+        "max_new_tokens": sampling.max_new_tokens,
+        "max_thinking_tokens": sampling.max_thinking_tokens,
+        "answer_tokens": sampling.max_new_tokens - sampling.max_thinking_tokens,
+        "max_model_len": max_model_len,
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "top_k": sampling.top_k,
+        "sampling": sampling.mode,
+    }
+
+
+def estimated_prompt_tokens(rendered: Sequence[str]) -> int:
+    """A low estimate of the longest prompt's tokens (defaults.PROMPT_BYTES_PER_TOKEN)."""
+    longest = max((len(text.encode()) for text in rendered), default=0)
+    return math.ceil(longest / defaults.PROMPT_BYTES_PER_TOKEN) + defaults.CHAT_TEMPLATE_TOKENS if longest else 0
+
+
+@dataclass(frozen=True)
+class BudgetCheck:
+    """One case's budget against the context its engine runs with."""
+
+    case_id: str
+    model: ModelSpec
+    sampling: SamplingConfig
+    max_model_len: int
+    prompt_tokens: int  # estimated, longest prompt
+    capped_by: str = ""  # the preset whose max_model_len caps the model's context, if one does
+
+    def problem(self) -> str | None:
+        need = self.sampling.max_new_tokens + self.prompt_tokens
+        if need <= self.max_model_len:
+            return None
+        s = self.sampling
+        parts = f"{s.max_thinking_tokens} thinking + " if s.max_thinking_tokens else ""
+        parts += f"{s.max_new_tokens - s.max_thinking_tokens} answer tokens + ~{self.prompt_tokens} for the longest prompt"
+        context = (f"max_model_len {self.max_model_len} (the {self.capped_by} preset caps the model's "
+                   f"{self.model.max_model_len})" if self.capped_by else f"its max_model_len {self.max_model_len}")
+        fixes = []
+        if s.max_thinking_tokens:
+            room = self.max_model_len - self.prompt_tokens - (s.max_new_tokens - s.max_thinking_tokens)
+            if self.model.thinking_switch:
+                fixes.append("--thinking off")
+            if room > 0:
+                fixes.append(f"--max-thinking-tokens {room} or less")
+        else:
+            fixes.append("a smaller --max-new-tokens")
+        if self.capped_by:
+            fixes.append("a preset that does not cap the context (--preset balanced)")
+        return (f"case {self.case_id}: the budget does not fit the model's context: {parts} = {need} tokens, "
+                f"more than {context}. Use {', or '.join(fixes)}.")
+
+
+def warnings_for(model: ModelSpec, sampling: SamplingConfig) -> list[str]:
+    if sampling.max_thinking_tokens and sampling.greedy:
+        return [f"model {model.name} thinks and decodes greedily (--sampling {sampling.mode or 'greedy'}): its "
+                "authors advise against greedy decoding for thinking (endless repetitions, lower scores). "
+                "Use --sampling model for its recommended settings."]
+    return []
+
+
+__all__ = ["thinking_state", "thinks", "thinking_budget", "sampling_values", "sampling_config",
+           "plan_entry", "estimated_prompt_tokens", "BudgetCheck", "warnings_for"]
