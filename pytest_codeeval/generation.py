@@ -29,6 +29,7 @@ generation's store key and of the case's ``sampling`` in the report.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -147,6 +148,30 @@ class BudgetCheck:
                 f"more than {context}. Use {', or '.join(fixes)}.")
 
 
+_THINK_OPEN = re.compile(r"<think>", re.IGNORECASE)
+_THINK_CLOSE = re.compile(r"</think>", re.IGNORECASE)
+
+
+def with_thinking_opened(text: str, sampling: SamplingConfig, rendered_prompt: str | None = None) -> str:
+    """A reply as the scorers and the ``unclosed_thinking`` share must read it.
+
+    Some chat templates open the think block in the prompt (the DeepSeek-R1
+    distills' ends with ``<think>\n``): the reply then carries only its close,
+    and one cut off while thinking carries no tag at all, which would read as
+    a plain answer.  For a request that thinks, such a reply gets its opening
+    tag back: from the rendered prompt when the engine has it, else whenever
+    the reply has neither tag (a model that thinks writes at least one)."""
+    if not (sampling.thinking or (sampling.thinking is None and sampling.max_thinking_tokens)):
+        return text
+    if _THINK_OPEN.search(text):
+        return text
+    if rendered_prompt is not None:
+        opened = rendered_prompt.rstrip().lower().endswith("<think>")
+    else:
+        opened = _THINK_CLOSE.search(text) is None
+    return "<think>\n" + text if opened else text
+
+
 def warnings_for(model: ModelSpec, sampling: SamplingConfig) -> list[str]:
     if sampling.max_thinking_tokens and sampling.greedy:
         return [f"model {model.name} thinks and decodes greedily (--sampling {sampling.mode or 'greedy'}): its "
@@ -156,4 +181,4 @@ def warnings_for(model: ModelSpec, sampling: SamplingConfig) -> list[str]:
 
 
 __all__ = ["thinking_state", "thinks", "thinking_budget", "sampling_values", "sampling_config",
-           "plan_entry", "estimated_prompt_tokens", "BudgetCheck", "warnings_for"]
+           "plan_entry", "estimated_prompt_tokens", "BudgetCheck", "with_thinking_opened", "warnings_for"]

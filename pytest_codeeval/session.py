@@ -10,6 +10,7 @@ only holds hooks that delegate here.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -156,7 +157,10 @@ class CodeevalSession:
     # -- requests ------------------------------------------------------
     def sampling(self, dataset: DatasetSpec, model: ModelSpec) -> SamplingConfig:
         """Thinking, budget and sampling of the model's requests on the dataset (generation.py)."""
-        return generation.sampling_config(model, dataset, self.options)
+        options = self.options
+        if model.name in PSEUDO_MODELS:  # reference and replay have nothing to switch
+            options = dataclasses.replace(options, thinking="model")
+        return generation.sampling_config(model, dataset, options)
 
     def requests(self, case: Case) -> list[Request]:
         """One request per item of the case's dataset, in item order."""

@@ -344,8 +344,9 @@ def _comparison(root: Path, name: str) -> dict[str, Any]:
 
 
 def test_reference_and_replay_runs_record_each_datasets_hash(suite: pytest.Pytester, tmp_path: Path) -> None:
+    # (--thinking means nothing to the model-free engines: no error)
     result = suite.runpytest("-q", "--engine", "reference", "--datasets", "humaneval,reasoning_sample",
-                             "--samples", "3")
+                             "--samples", "3", "--thinking", "on")
     assert result.ret == 0, result.stdout.str()
     datasets = _comparison(suite.path, "custom_balanced")["manifest"]["datasets"]
     assert set(datasets) == {"humaneval", "reasoning_sample"}
@@ -411,3 +412,37 @@ def test_a_base_and_its_adapters_share_one_engine(suite: pytest.Pytester, tmp_pa
     setups = [line.strip() for line in result.outlines if "SETUP    S codeeval_engine" in line]
     assert [s.split("[")[1].rstrip("]").strip("'") for s in setups] == ["qwen3_8b@balanced", "qwen3_14b@balanced"]
     assert sum("::test_codeeval[" in line and "qwen3_8b_ft" in line for line in result.outlines) == 4
+
+
+# ------------------------------------------------------------------ unclosed thinking, whatever the template
+
+
+def test_a_reply_whose_template_opened_the_think_block_is_read_as_thinking() -> None:
+    from pytest_codeeval.extraction import split_reasoning
+    from pytest_codeeval.generation import with_thinking_opened
+
+    always = SamplingConfig(thinking=None, max_thinking_tokens=100)  # an R1 distill: no switch, always thinks
+    r1_prompt = "<｜User｜>Add 2 and 3.<｜Assistant｜><think>\n"
+    cut = split_reasoning(with_thinking_opened("First, 2 plus 3 is", always, r1_prompt))
+    assert (cut.complete, cut.answer) == (False, "")  # without the fix: a complete "answer" of reasoning text
+    done = split_reasoning(with_thinking_opened("2 plus 3 is 5.</think>5", always, r1_prompt))
+    assert (done.complete, done.reasoning, done.answer) == (True, "2 plus 3 is 5.", "5")
+    # Qwen3's template opens nothing: its replies carry their own tags and pass unchanged.
+    assert with_thinking_opened("<think>x</think>y", SamplingConfig(thinking=True), "<|im_start|>assistant\n") \
+        == "<think>x</think>y"
+    assert with_thinking_opened("5", SamplingConfig(thinking=False), None) == "5"  # not thinking: as it is
+    # No rendered prompt (a server): a thinking request's reply with no tag at all never closed.
+    assert not split_reasoning(with_thinking_opened("still going", SamplingConfig(thinking=True))).complete
+
+
+def test_a_server_reasoning_parser_cut_off_while_thinking_is_unclosed() -> None:
+    from pytest_codeeval.engines.server import _parse
+    from pytest_codeeval.extraction import split_reasoning
+
+    def reply(content: str | None, finish: str) -> str:
+        payload = {"choices": [{"index": 0, "finish_reason": finish,
+                                "message": {"content": content, "reasoning_content": "thinking..."}}]}
+        return _parse(payload, chat=True, attempts=1).texts[0]
+
+    assert not split_reasoning(reply(None, "length")).complete
+    assert split_reasoning(reply("42", "stop")).answer == "42"

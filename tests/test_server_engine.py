@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Iterator
 
@@ -21,6 +17,7 @@ from pytest_codeeval.engines.base import SamplingConfig
 from pytest_codeeval.engines.server import ServerEngine, normalize_base_url
 from pytest_codeeval.errors import EngineError
 from pytest_codeeval.items import Prompt
+import helpers
 from helpers import requests_for
 
 
@@ -268,41 +265,8 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     pytest.importorskip("vllm")
     from pytest_codeeval.engines import smollm2
 
-    model_dir = smollm2.prepare()
-    port = free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
-             "--served-model-name", "smol", "--host", "127.0.0.1", "--port", str(port), "--enforce-eager",
-             "--max-model-len", "2048", "--max-num-seqs", "32"],
-            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 600  # ~45 s on a quiet machine; a shared CI box is slower
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"vLLM server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"vLLM server not ready after 600 s:\n{log.read_text()[-3000:]}")
-            time.sleep(2)
+    with helpers.vllm_server(smollm2.prepare(), "smol", tmp_path_factory.mktemp("server") / "server.log") as url:
         yield url
-    finally:
-        # Its own session: the engine core child goes with it.
-        os.killpg(proc.pid, 15)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait()
 
 
 @pytest.mark.slow

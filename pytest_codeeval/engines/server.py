@@ -27,6 +27,7 @@ from typing import Any, Sequence
 from .. import defaults
 from ..catalog import ModelSpec
 from ..errors import EngineError
+from ..generation import with_thinking_opened
 from ..items import Generation, Prompt
 from .base import ModelEngine, Request, SamplingConfig
 
@@ -178,7 +179,10 @@ class ServerEngine(ModelEngine):
                 payload, attempts = self._call_with_retries(path, body)
             except RequestRejected as e:  # this prompt only (e.g. too long): an empty answer, recorded
                 return str(e)
-            return _parse(payload, chat=req.prompt.messages is not None, attempts=attempts)
+            reply = _parse(payload, chat=req.prompt.messages is not None, attempts=attempts)
+            if req.prompt.messages is not None:  # a template may open the think block in the prompt
+                reply.texts = [with_thinking_opened(t, req.sampling) for t in reply.texts]
+            return reply
 
         start = time.perf_counter()
         pool = ThreadPoolExecutor(max_workers=min(self.concurrency, max(1, len(requests))),
@@ -273,7 +277,9 @@ def _parse(payload: Any, chat: bool, attempts: int) -> _Reply:
                 # in the <think> form the suite splits, so it is recorded, not lost.
                 reasoning = message.get("reasoning_content") or message.get("reasoning")
                 if reasoning:
-                    text = f"<think>{reasoning}</think>{text}"
+                    # Cut off by the token limit with no answer yet: the block never closed.
+                    unclosed = not text and c.get("finish_reason") == "length"
+                    text = f"<think>{reasoning}" + ("" if unclosed else f"</think>{text}")
             else:
                 text = c.get("text") or ""
             texts.append(text)

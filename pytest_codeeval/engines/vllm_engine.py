@@ -34,6 +34,7 @@ from typing import Any, Sequence
 from .. import defaults
 from ..catalog import ModelSpec
 from ..errors import EngineError
+from ..generation import with_thinking_opened
 from ..items import Generation, Prompt
 from . import memory
 from .base import Adapter, ModelEngine, Request, SamplingConfig
@@ -335,8 +336,10 @@ class VLLMEngine(ModelEngine):
             ordered = sorted(out.outputs, key=lambda c: c.index)
             if _greedy(settings[i]):
                 ordered = ordered[:1] * n
+            rendered = getattr(out, "prompt", None) if isinstance(getattr(out, "prompt", None), str) else None
             for j, c in enumerate(ordered):
-                results[i].append(Generation(req.prompt.item_id, j, c.text, p_tokens, len(c.token_ids), c.finish_reason))
+                text = with_thinking_opened(c.text, req.sampling, rendered)
+                results[i].append(Generation(req.prompt.item_id, j, text, p_tokens, len(c.token_ids), c.finish_reason))
             # Tokens the engine actually generated (a copied greedy sample costs nothing).
             completion_tokens += sum(len(c.token_ids) for c in out.outputs)
         self.stats.peak_memory_bytes = max(self.stats.peak_memory_bytes or 0, sampler.peak)
