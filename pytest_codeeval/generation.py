@@ -36,7 +36,7 @@ from typing import Any, Sequence
 from . import defaults
 from .catalog import DatasetSpec, ModelSpec
 from .engines.base import SamplingConfig
-from .errors import CodeevalError
+from .errors import CodeevalError, DatasetUnavailable
 from .options import RunOptions
 
 
@@ -148,6 +148,30 @@ class BudgetCheck:
                 f"more than {context}. Use {', or '.join(fixes)}.")
 
 
+def check_cases(state: Any, cases: Sequence[Any]) -> list[str]:
+    """Check each case of a session (session.CodeevalSession) before any load: raises the
+    usage error of the first that cannot run as planned; returns the warnings."""
+    if state.options.pseudo_model is not None:
+        return []
+    notes: list[str] = []
+    for case in cases:
+        model, dataset = state.catalog.model(case.model), state.catalog.dataset(case.dataset)
+        sampling = state.sampling(dataset, model)  # raises for a --thinking the model cannot take
+        try:
+            prompts = [r.prompt.render() for r in state.requests(case)]
+        except DatasetUnavailable:  # a dry run goes on without it: the budget alone is checked
+            prompts = []
+        base = state.catalog.model(case.engine_model or case.model)
+        limit = state.max_model_len(case) or base.max_model_len
+        capped = (case.preset if state.options.engine == "vllm" and limit < base.max_model_len
+                  and not base.engine.get("max_model_len") else "")
+        problem = BudgetCheck(case.id, base, sampling, limit, estimated_prompt_tokens(prompts), capped).problem()
+        if problem:
+            raise CodeevalError(problem)
+        notes += [n for n in warnings_for(model, sampling) if n not in notes]
+    return notes
+
+
 _THINK_OPEN = re.compile(r"<think>", re.IGNORECASE)
 _THINK_CLOSE = re.compile(r"</think>", re.IGNORECASE)
 
@@ -181,4 +205,4 @@ def warnings_for(model: ModelSpec, sampling: SamplingConfig) -> list[str]:
 
 
 __all__ = ["thinking_state", "thinks", "thinking_budget", "sampling_values", "sampling_config",
-           "plan_entry", "estimated_prompt_tokens", "BudgetCheck", "with_thinking_opened", "warnings_for"]
+           "plan_entry", "estimated_prompt_tokens", "BudgetCheck", "check_cases", "with_thinking_opened", "warnings_for"]

@@ -195,29 +195,11 @@ class CodeevalSession:
         return generation.plan_entry(sampling, self.max_model_len(case))
 
     def check_generation(self, cases: list[Case]) -> None:
-        """Before any load: a --thinking a model cannot take, or a budget that cannot fit its
-        context, is a usage error; a thinking model decoding greedily, a warning."""
-        if self.options.pseudo_model is not None:
-            return
-        for case in cases:
-            model, dataset = self.catalog.model(case.model), self.catalog.dataset(case.dataset)
-            sampling = self.sampling(dataset, model)
-            try:
-                prompts = [r.prompt.render() for r in self.requests(case)]
-            except DatasetUnavailable:  # a dry run goes on without it: the budget alone is checked
-                prompts = []
-            limit = self.max_model_len(case) or model.max_model_len
-            base = self.catalog.model(case.engine_model or case.model)
-            capped = (case.preset if self.options.engine == "vllm" and limit < base.max_model_len
-                      and not base.engine.get("max_model_len") else "")
-            check = generation.BudgetCheck(case.id, base, sampling, limit, generation.estimated_prompt_tokens(prompts),
-                                           capped_by=capped)
-            problem = check.problem()
-            if problem:
-                raise CodeevalError(problem)
-            for text in generation.warnings_for(model, sampling):
-                if text not in self.notes:
-                    self.notes.append(text)  # shown with the plan (plan.write_dry_run_plan), dry run or not
+        """Before any load: thinking a model cannot take, or a budget its context cannot hold,
+        is a usage error; what deserves a warning is kept in ``notes`` (shown with the plan)."""
+        for note in generation.check_cases(self, cases):
+            if note not in self.notes:
+                self.notes.append(note)
 
     def case_inputs(self, case: Case) -> CaseInputs:
         return CaseInputs(
