@@ -224,9 +224,9 @@ class VLLMEngine(ModelEngine):
             kwargs["max_num_batched_tokens"] = int(s["max_num_batched_tokens"])
         if self.adapters:
             # One load serves the base and every adapter its cases ask for, all in one batch.
-            # One LoRA slot more than adapters: measured on vLLM CPU 0.32, a server with
-            # --max-loras 1 gave a base request the adapter's answer while both were in
-            # flight (the same prompt); with 2 slots each got its own.
+            # One LoRA slot more than adapters: on vLLM CPU 0.32, when every slot holds an
+            # adapter of the batch, the batch's base requests get wrong answers (measured,
+            # README "LoRA adapters compared like models"); with a slot to spare, none did.
             ranks = [lora_rank(Path(d)) for d in self.adapter_dirs().values()]
             need = max((r for r in ranks if r), default=16)
             kwargs.update(enable_lora=True, max_loras=len(self.adapters) + 1,
