@@ -345,7 +345,7 @@ def _comparison(root: Path, name: str) -> dict[str, Any]:
 
 def test_reference_and_replay_runs_record_each_datasets_hash(suite: pytest.Pytester, tmp_path: Path) -> None:
     # (--thinking means nothing to the model-free engines: no error)
-    result = suite.runpytest("-q", "--engine", "reference", "--datasets", "humaneval,reasoning_sample",
+    result = suite.runpytest_subprocess("-q", "--engine", "reference", "--datasets", "humaneval,reasoning_sample",
                              "--samples", "3", "--thinking", "on")
     assert result.ret == 0, result.stdout.str()
     datasets = _comparison(suite.path, "custom_balanced")["manifest"]["datasets"]
@@ -355,7 +355,7 @@ def test_reference_and_replay_runs_record_each_datasets_hash(suite: pytest.Pytes
     assert all(d["n_items"] == 3 and len(d["sha256"]) == 64 for d in datasets.values())
 
     tasks, samples = _task_files(tmp_path, ["    return a + b\n"])
-    result = suite.runpytest("-q", "--datasets", str(tasks), "--completions", str(samples))
+    result = suite.runpytest_subprocess("-q", "--datasets", str(tasks), "--completions", str(samples))
     assert result.ret == 0, result.stdout.str()
     (entry,) = _comparison(suite.path, "custom_balanced")["manifest"]["datasets"].values()
     assert entry["n_items"] == 2 and len(entry["sha256"]) == 64
@@ -375,7 +375,7 @@ def _task_files(tmp_path: Path, completions: list[str], test: str = "    assert 
 def test_a_changed_item_is_generated_and_judged_again_the_others_are_reused(suite: pytest.Pytester,
                                                                            tmp_path: Path) -> None:
     tasks, _ = _task_files(tmp_path, [])
-    run = lambda: suite.runpytest("-q", "--engine", "reference", "--datasets", str(tasks))  # noqa: E731
+    run = lambda: suite.runpytest_subprocess("-q", "--engine", "reference", "--datasets", str(tasks))  # noqa: E731
     assert run().ret == 0
     first = _comparison(suite.path, "custom_balanced")
     assert run().ret == 0
