@@ -37,6 +37,7 @@ from typing import Any, Sequence
 
 from . import defaults, stats
 from .errors import CodeevalError
+from .fingerprint import dataset_sha256
 from .report.comparison import TIMING_ADVICE
 from .results import CaseResult
 
@@ -108,17 +109,6 @@ def gate_options(options: Any, state: Any = None) -> GateOptions:
 
 
 # -- can the baseline be compared at all? ------------------------------------------------
-
-
-def items_sha256(items: Sequence[Any]) -> str:
-    """sha256 over the items a run evaluated: ids, prompts, references and
-    the task data (tests, answers, schemas), in order."""
-    h = hashlib.sha256()
-    for item in items:
-        h.update(json.dumps([item.id, item.prompt, item.reference, item.data], sort_keys=True, ensure_ascii=False,
-                            default=str).encode())
-        h.update(b"\n")
-    return h.hexdigest()
 
 
 def sampling_differences(baseline: dict[str, Any], run: dict[str, Any]) -> list[str]:
@@ -198,7 +188,7 @@ def _data_problems(dataset: str, entry: Any, state: Any) -> list[str]:
     items = state.all_items(dataset)
     if isinstance(n, int) and n > len(items):
         return [f"dataset {dataset}: the baseline evaluated {n} items, this run's copy has {len(items)}"]
-    ours = items_sha256(items[:n] if isinstance(n, int) else state.items(dataset))
+    ours = dataset_sha256(items[:n] if isinstance(n, int) else state.items(dataset))  # as the manifest hashes
     if ours != entry["sha256"]:
         return [f"dataset {dataset}: other data (sha256 of the baseline's {n} items {entry['sha256'][:12]}…, this "
                 f"run's {ours[:12]}…)"]
