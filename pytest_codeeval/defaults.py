@@ -39,6 +39,15 @@ DEFAULT_PRESET = "balanced"
 
 SEED = 1234
 MAX_NEW_TOKENS = 512  # a dataset without its own budget
+THINKING = "model"  # --thinking: each model's catalog default
+SAMPLING = "greedy"  # --sampling, unless --temperature/--top-p/--top-k are given (then "user")
+MAX_THINKING_TOKENS = 8192  # a thinking model whose catalog entry names no budget
+# The budget check before any load estimates a prompt's tokens from its
+# length: byte-level BPE tokenizers average about 4 bytes a token on English
+# and code, and the estimate errs low (a longer real prompt only shortens the
+# generation at the context's end; it never fails a run).
+PROMPT_BYTES_PER_TOKEN = 4
+CHAT_TEMPLATE_TOKENS = 32  # the chat template's own tokens around a prompt
 
 # -- reports and the gate -------------------------------------------------------
 

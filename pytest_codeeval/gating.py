@@ -37,6 +37,8 @@ from typing import Any, Sequence
 
 from . import defaults, stats
 from .errors import CodeevalError
+from .fingerprint import dataset_sha256
+from .report.comparison import TIMING_ADVICE
 from .results import CaseResult
 
 REGRESSIONS = ("score", "floor", "throughput")
@@ -107,17 +109,6 @@ def gate_options(options: Any, state: Any = None) -> GateOptions:
 
 
 # -- can the baseline be compared at all? ------------------------------------------------
-
-
-def items_sha256(items: Sequence[Any]) -> str:
-    """sha256 over the items a run evaluated: ids, prompts, references and
-    the task data (tests, answers, schemas), in order."""
-    h = hashlib.sha256()
-    for item in items:
-        h.update(json.dumps([item.id, item.prompt, item.reference, item.data], sort_keys=True, ensure_ascii=False,
-                            default=str).encode())
-        h.update(b"\n")
-    return h.hexdigest()
 
 
 def sampling_differences(baseline: dict[str, Any], run: dict[str, Any]) -> list[str]:
@@ -197,7 +188,7 @@ def _data_problems(dataset: str, entry: Any, state: Any) -> list[str]:
     items = state.all_items(dataset)
     if isinstance(n, int) and n > len(items):
         return [f"dataset {dataset}: the baseline evaluated {n} items, this run's copy has {len(items)}"]
-    ours = items_sha256(items[:n] if isinstance(n, int) else state.items(dataset))
+    ours = dataset_sha256(items[:n] if isinstance(n, int) else state.items(dataset))  # as the manifest hashes
     if ours != entry["sha256"]:
         return [f"dataset {dataset}: other data (sha256 of the baseline's {n} items {entry['sha256'][:12]}…, this "
                 f"run's {ours[:12]}…)"]
@@ -207,9 +198,11 @@ def _data_problems(dataset: str, entry: Any, state: Any) -> list[str]:
 # -- one case ---------------------------------------------------------------------------------
 
 
-def check_case(result: CaseResult, gate: GateOptions) -> list[dict[str, Any]]:
+def check_case(result: CaseResult, gate: GateOptions, shared_timing: bool = False) -> list[dict[str, Any]]:
     """The gate's findings for one case: regressions (``regression`` true:
-    the case fails) and notes (what the gate compared, what it cannot see)."""
+    the case fails) and notes (what the gate compared, what it cannot see).
+    ``shared_timing``: other engines may have generated on this case's
+    devices at the same time (xdist workers sharing the CPU): no throughput gate."""
     out: list[dict[str, Any]] = []
     score = result.score
     cid = result.case_id
@@ -235,7 +228,13 @@ def check_case(result: CaseResult, gate: GateOptions) -> list[dict[str, Any]]:
     if gate.max_throughput_drop is not None:
         now = result.performance.tokens_per_s
         before = (base.get("performance") or {}).get("tokens_per_s")
-        if now is not None and before:
+        shared = shared_timing or (base.get("performance") or {}).get("overlapped_with")
+        if shared and now is not None and before:
+            out.append(_finding(cid, "throughput_not_gated", False,
+                                "throughput not gated: " + ("the baseline's" if not shared_timing else "this run's") +
+                                " speed was measured while another engine generated on the same devices; " +
+                                TIMING_ADVICE))
+        elif now is not None and before:
             floor = (1.0 - gate.max_throughput_drop) * before
             if now < floor:
                 out.append(_finding(cid, "throughput", True,
@@ -293,9 +292,9 @@ def _finding(case_id: str, kind: str, regression: bool, message: str, **figures:
     return {"case_id": case_id, "kind": kind, "regression": regression, "message": message, **figures}
 
 
-def apply(result: CaseResult, gate: GateOptions) -> list[dict[str, Any]]:
+def apply(result: CaseResult, gate: GateOptions, shared_timing: bool = False) -> list[dict[str, Any]]:
     """Gate one case: its findings go into ``result.gating``; returns the regressions."""
-    findings = check_case(result, gate)
+    findings = check_case(result, gate, shared_timing)
     result.gating = findings
     return [f for f in findings if f["regression"]]
 

@@ -15,10 +15,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-# Verdict kinds that say nothing about the model: the harness could not
-# judge the sample (sandbox_error), or its outcome would have been decided by
-# the sample itself (unverified).  They are kept out of n and counted apart.
-NOT_JUDGED = frozenset({"sandbox_error", "unverified"})
+# Verdict kinds that say nothing about the model: the harness could not judge
+# the sample (sandbox_error).  They are kept out of n and counted apart.
+# ("unverified", a sample whose outcome only the sample itself could have
+# decided, is never a pass and stays in n: were it left out, a sample could
+# lift its model's score by making its own test unverifiable; it is counted
+# apart too.)
+NOT_JUDGED = frozenset({"sandbox_error"})
+UNVERIFIED = "unverified"
 
 STATUSES = ("passed", "failed", "error")
 
@@ -162,4 +166,4 @@ def performance_fields() -> tuple[str, ...]:
     return tuple(f.name for f in fields(Performance))
 
 
-__all__ = ["CaseResult", "SampleRow", "Performance", "NOT_JUDGED", "STATUSES", "case_fields", "performance_fields"]
+__all__ = ["CaseResult", "SampleRow", "Performance", "NOT_JUDGED", "UNVERIFIED", "STATUSES", "case_fields", "performance_fields"]

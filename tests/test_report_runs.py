@@ -104,12 +104,13 @@ def test_samples_the_harness_could_not_judge_are_out_of_n_and_flagged(suite: pyt
     res.assert_outcomes(passed=1)
     comp = _comparison(reports)
     case = comp["cases"][0]
-    assert case["score"] == 1.0 and case["metrics"]["pass@1"] == 1.0  # 4 of 4 judged samples passed, not 4 of 6
-    assert case["not_judged"] == 2 and len(case["item_scores"]) == 4
+    # the sandbox_error is out of n; the unverified sample stays in n, never a pass: 4 of 5, not 4 of 6
+    assert case["score"] == 0.8 and case["metrics"]["pass@1"] == 0.8
+    assert case["not_judged"] == 1 and len(case["item_scores"]) == 5
     assert case["metrics"]["sandbox_errors"] == 1 and case["metrics"]["unverified"] == 1
-    assert comp["not_judged"]["cases"] == [{"case_id": "reference-advanced_coding_sample", "not_judged": 2,
-                                            "samples": 6, "share": pytest.approx(1 / 3), "flagged": True,
-                                            "kinds": {"sandbox_error": 1, "unverified": 1}}]
+    assert comp["not_judged"]["cases"] == [{"case_id": "reference-advanced_coding_sample", "not_judged": 1,
+                                            "unverified": 1, "samples": 6, "share": pytest.approx(1 / 3),
+                                            "flagged": True, "kinds": {"sandbox_error": 1, "unverified": 1}}]
     md = next((reports / "markdown").glob("*.md")).read_text()
     assert "⚠ reference-advanced_coding_sample" in md and "sandbox_error 1, unverified 1" in md
 

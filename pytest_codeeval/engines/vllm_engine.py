@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import json
 import logging
 import math
 import os
@@ -44,21 +45,29 @@ import threading
 import time
 import warnings
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from .. import defaults
 from ..catalog import ModelSpec
 from ..errors import EngineError
+from ..generation import with_thinking_opened
 from ..items import Generation, Prompt
 from ..progress import CallProgress, PartProgress, current_sink
 from ..runlog import get_logger
 from . import lifecycle, memory
-from .base import EngineDied, ModelEngine, Request, SamplingConfig
+from .base import Adapter, EngineDied, ModelEngine, Request, SamplingConfig
 from .supervisor import is_alive
 from .weights import cpu_dtype, resolve_weights
 
 def _greedy(sampling: SamplingConfig) -> bool:
-    return sampling.temperature <= 0
+    return sampling.greedy
+
+
+# vLLM's allowed max_lora_rank values (vllm/config/lora.py MaxLoRARanks, 0.32).
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+# SamplingConfig fields that map one to one onto SamplingParams.
+SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "presence_penalty")
 
 
 # Memory still held on the device after a close, beyond what was used before
@@ -84,10 +93,22 @@ def supported_engine_args(kwargs: dict[str, Any]) -> tuple[dict[str, Any], list[
     Preset keys a vLLM version no longer has (swap_space went away in V1) are
     reported, not passed: LLM() rejects unknown keyword arguments.
     """
+    import inspect
+
+    from vllm import LLM
     from vllm.engine.arg_utils import EngineArgs
 
-    known = {f.name for f in dataclasses.fields(EngineArgs)}
+    # LLM(...) also takes a few arguments of its own (chat_template).
+    known = {f.name for f in dataclasses.fields(EngineArgs)} | set(inspect.signature(LLM.__init__).parameters)
     return {k: v for k, v in kwargs.items() if k in known}, sorted(set(kwargs) - known)
+
+
+def lora_rank(folder: Path) -> int | None:
+    """An adapter's rank (adapter_config.json's r), if it says."""
+    try:
+        return int(json.loads((folder / "adapter_config.json").read_text())["r"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 class VLLMEngine(ModelEngine):
@@ -103,6 +124,10 @@ class VLLMEngine(ModelEngine):
         self._nvml: memory.NvmlGroup | None = None
         self._engine_pids: set[int] = set()
         self._gpu_used_before_load = 0
+        self.adapters: list[Adapter] = list(options.get("adapters") or ())
+        self._adapter_dirs: dict[str, str] | None = None
+        self._lora_ids: dict[str, int] = {}
+        self._model_sampling: dict[str, Any] | None = None
         self._watch: lifecycle.EngineWatch | None = None
         self._dead: str | None = None  # why the engine died, once it has
 
@@ -208,6 +233,17 @@ class VLLMEngine(ModelEngine):
             kwargs["revision"] = self.model.revision
         if s.get("max_num_batched_tokens"):
             kwargs["max_num_batched_tokens"] = int(s["max_num_batched_tokens"])
+        if self.adapters:
+            # One load serves the base and every adapter its cases ask for, all in one batch.
+            # One LoRA slot more than adapters: on vLLM CPU 0.32, when every slot holds an
+            # adapter of the batch, the batch's base requests get wrong answers (measured,
+            # README "LoRA adapters compared like models"); with a slot to spare, none did.
+            ranks = [lora_rank(Path(d)) for d in self.adapter_dirs().values()]
+            need = max((r for r in ranks if r), default=16)
+            kwargs.update(enable_lora=True, max_loras=len(self.adapters) + 1,
+                          max_lora_rank=next((r for r in LORA_RANKS if r >= need), need))
+        # The catalog's [vllm] table last: any engine argument, as the user wrote it.
+        kwargs.update(self.model.vllm)
         if on_gpu:
             kwargs.update(
                 gpu_memory_utilization=float(s["gpu_memory_utilization"]),
@@ -265,18 +301,24 @@ class VLLMEngine(ModelEngine):
 
         results: list[list[Generation]] = [[] for _ in requests]
         prompts = [r.prompt for r in requests]
-        too_long = self._too_long(prompts)
+        # What the model's own generation_config.json leaves to --sampling model.
+        settings = [self.effective_sampling(r.sampling) for r in requests]
+        too_long = self._too_long(prompts, [r.sampling for r in requests])
         chat_idx = [i for i, p in enumerate(prompts) if p.messages is not None and i not in too_long]
         text_idx = [i for i, p in enumerate(prompts) if p.messages is None and i not in too_long]
         made: dict[tuple[SamplingConfig, tuple[str, ...]], Any] = {}
 
         def params_for(indices: list[int]) -> Any:
-            keys = [(requests[i].sampling, tuple(prompts[i].stop)) for i in indices]
+            keys = [(settings[i], tuple(prompts[i].stop)) for i in indices]
             for key in keys:
                 if key not in made:
                     made[key] = self._sampling_params(SamplingParams, *key)
             # One object when every request shares it (the usual case), else one per request.
             return made[keys[0]] if len(set(keys)) == 1 else [made[k] for k in keys]
+
+        def lora_for(indices: list[int]) -> Any:
+            loras = [self._lora_request(requests[i].adapter) for i in indices]
+            return None if all(x is None for x in loras) else loras
 
         # GPU: device memory over what was used before this model loaded, as at load.
         sampler = memory.PeakSampler("gpu" if self._on_gpu else "cpu_rss", self._nvml,
@@ -285,13 +327,17 @@ class VLLMEngine(ModelEngine):
         budget = max((requests[i].sampling.max_new_tokens for i in chat_idx + text_idx), default=0)
         with sampler, self._guarded_call(current_sink(), len(chat_idx) + len(text_idx), budget):
             outputs: dict[int, Any] = {}
-            if chat_idx:
-                batch = [list(prompts[i].messages or ()) for i in chat_idx]
-                got = self._llm.chat(batch, params_for(chat_idx), use_tqdm=False, add_generation_prompt=True)
-                outputs.update(zip(chat_idx, got))
+            # llm.chat takes one chat_template_kwargs per call: one call per thinking state
+            # (a run has one, unless a base and its adapters think differently).
+            for kwargs_key, group in _by_template_kwargs(chat_idx, requests).items():
+                batch = [list(prompts[i].messages or ()) for i in group]
+                got = self._llm.chat(batch, params_for(group), use_tqdm=False, add_generation_prompt=True,
+                                     lora_request=lora_for(group), chat_template_kwargs=dict(kwargs_key) or None)
+                outputs.update(zip(group, got))
             if text_idx:
                 batch_text = [prompts[i].text or "" for i in text_idx]
-                got = self._llm.generate(batch_text, params_for(text_idx), use_tqdm=False)
+                got = self._llm.generate(batch_text, params_for(text_idx), use_tqdm=False,
+                                         lora_request=lora_for(text_idx))
                 outputs.update(zip(text_idx, got))
         wall = time.perf_counter() - start
 
@@ -305,15 +351,17 @@ class VLLMEngine(ModelEngine):
             p_tokens = len(out.prompt_token_ids or ())
             prompt_tokens += p_tokens
             ordered = sorted(out.outputs, key=lambda c: c.index)
-            if _greedy(req.sampling):
+            if _greedy(settings[i]):
                 ordered = ordered[:1] * n
+            rendered = getattr(out, "prompt", None) if isinstance(getattr(out, "prompt", None), str) else None
             for j, c in enumerate(ordered):
-                results[i].append(Generation(req.prompt.item_id, j, c.text, p_tokens, len(c.token_ids), c.finish_reason))
+                text = with_thinking_opened(c.text, req.sampling, rendered)
+                results[i].append(Generation(req.prompt.item_id, j, text, p_tokens, len(c.token_ids), c.finish_reason))
             # Tokens the engine actually generated (a copied greedy sample costs nothing).
             completion_tokens += sum(len(c.token_ids) for c in out.outputs)
         self.stats.peak_memory_bytes = max(self.stats.peak_memory_bytes or 0, sampler.peak)
         n_max = max((r.sampling.n for r in requests), default=1)
-        self.last_call = self.call_figures(wall, len(requests), n_max, any(_greedy(r.sampling) for r in requests),
+        self.last_call = self.call_figures(wall, len(requests), n_max, any(_greedy(x) for x in settings),
                                            prompt_tokens, completion_tokens, peak_memory_bytes=sampler.peak,
                                            prompts_too_long=len(too_long),
                                            seed_scope="request" if self._on_gpu else "engine")
@@ -373,21 +421,77 @@ class VLLMEngine(ModelEngine):
         return [s.detokenizer.num_output_tokens() for s in states if s.detokenizer is not None]
 
     def _sampling_params(self, cls: Any, sampling: SamplingConfig, stop: tuple[str, ...]) -> Any:
+        """``sampling`` as effective_sampling made it: a value still None is vLLM's default."""
         # vLLM refuses n > 1 with greedy decoding ("n must be 1 when using greedy
         # sampling"); greedy samples are identical, so one is generated and copied.
+        greedy = _greedy(sampling)
         kwargs: dict[str, Any] = {
-            "n": 1 if _greedy(sampling) else max(1, int(sampling.n)),
-            "temperature": float(sampling.temperature),
-            "top_p": float(sampling.top_p) if sampling.temperature > 0 else 1.0,
+            "n": 1 if greedy else max(1, int(sampling.n)),
             "max_tokens": int(sampling.max_new_tokens),
         }
+        kwargs.update({k: getattr(sampling, k) for k in SAMPLING_FIELDS if getattr(sampling, k) is not None})
+        if greedy:
+            kwargs["top_p"] = 1.0
         if stop:
             kwargs["stop"] = list(stop)
-        if self._on_gpu and sampling.temperature > 0:
+        if self._on_gpu and not greedy:
             kwargs["seed"] = int(sampling.seed)  # per-request seeds only where they work (not on CPU)
         return cls(**kwargs)
 
-    def _too_long(self, prompts: Sequence[Prompt]) -> dict[int, int]:
+    def effective_sampling(self, sampling: SamplingConfig) -> SamplingConfig:
+        """With --sampling model, what the catalog does not pin comes from the model's
+        generation_config.json (vLLM's generation_config="auto" reads it; it applies it
+        only to requests without SamplingParams, so it is merged here)."""
+        if sampling.mode != "model" or all(getattr(sampling, k) is not None for k in SAMPLING_FIELDS):
+            return sampling
+        defaults_ = self.model_sampling_defaults()
+        fill = {k: defaults_[k] for k in SAMPLING_FIELDS if getattr(sampling, k) is None and k in defaults_}
+        return dataclasses.replace(sampling, **fill) if fill else sampling
+
+    def model_sampling_defaults(self) -> dict[str, Any]:
+        """The model's recommended sampling as vLLM reads it (recorded in the engine's stats)."""
+        if self._model_sampling is None:
+            try:
+                diff = dict(self._llm.model_config.get_diff_sampling_param())
+            except Exception as e:  # an older vLLM without it: the engine's neutral defaults
+                diff, self.stats.extra["generation_config_error"] = {}, f"{type(e).__name__}: {e}"
+            self._model_sampling = {k: v for k, v in diff.items() if k in SAMPLING_FIELDS}
+            self.stats.extra["generation_config_sampling"] = dict(self._model_sampling)
+        return self._model_sampling
+
+    def adapter_dirs(self) -> dict[str, str]:
+        """Each adapter's local folder: a hub id is fetched once (at its revision)."""
+        if self._adapter_dirs is None:
+            dirs: dict[str, str] = {}
+            for a in self.adapters:
+                if Path(a.source).expanduser().is_dir():
+                    dirs[a.name] = str(Path(a.source).expanduser())
+                    continue
+                try:
+                    from huggingface_hub import snapshot_download
+
+                    dirs[a.name] = snapshot_download(a.source, revision=a.revision or None)
+                except Exception as e:
+                    raise EngineError(
+                        f"LoRA adapter {a.name!r}: {a.source!r} is not a local folder and could not be fetched from "
+                        f"the hub ({type(e).__name__}: {e}). Set adapter to a folder with adapter_config.json."
+                    ) from e
+            self._adapter_dirs = dirs
+            self.stats.extra["lora_adapters"] = dict(dirs)
+        return self._adapter_dirs
+
+    def _lora_request(self, adapter: Adapter | None) -> Any:
+        if adapter is None:
+            return None
+        from vllm.lora.request import LoRARequest
+
+        if adapter.name not in self.adapter_dirs():
+            raise EngineError(f"a request asks for LoRA adapter {adapter.name!r}, which engine "
+                              f"{self.model.name!r} was not loaded with.")
+        lora_id = self._lora_ids.setdefault(adapter.name, len(self._lora_ids) + 1)
+        return LoRARequest(adapter.name, lora_id, self.adapter_dirs()[adapter.name])
+
+    def _too_long(self, prompts: Sequence[Prompt], samplings: Sequence[SamplingConfig] = ()) -> dict[int, int]:
         """Prompts vLLM would reject for the whole batch: index -> token count.
 
         vLLM raises for a prompt at or over max_model_len, which would fail every
@@ -403,7 +507,9 @@ class VLLMEngine(ModelEngine):
             if len(p.render().encode()) + 256 < limit:
                 continue
             if p.messages is not None:
-                ids = tokenizer.apply_chat_template(list(p.messages), add_generation_prompt=True, tokenize=True)
+                extra = samplings[i].chat_template_kwargs() if i < len(samplings) else {}
+                ids = tokenizer.apply_chat_template(list(p.messages), add_generation_prompt=True, tokenize=True,
+                                                    **extra)
                 count = len(ids["input_ids"] if isinstance(ids, dict) else ids)
             else:
                 count = len(tokenizer.encode(p.text or ""))
@@ -476,7 +582,17 @@ class VLLMEngine(ModelEngine):
             "device": self.stats.device,
             "engine_args": self.stats.extra.get("engine_args", {}),
             "vllm_version": self.stats.extra.get("vllm_version", ""),
+            # What --sampling model took from the model's generation_config.json, and the LoRA adapters served.
+            **{k: self.stats.extra[k] for k in ("generation_config_sampling", "lora_adapters") if k in self.stats.extra},
         }
+
+
+def _by_template_kwargs(indices: list[int], requests: Sequence[Request]) -> dict[tuple[tuple[str, Any], ...], list[int]]:
+    """Chat request indices grouped by the chat template arguments they need, in first-seen order."""
+    groups: dict[tuple[tuple[str, Any], ...], list[int]] = {}
+    for i in indices:
+        groups.setdefault(tuple(sorted(requests[i].sampling.chat_template_kwargs().items())), []).append(i)
+    return groups
 
 
 class DeathWatch:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import defaults, stats
-from ..results import NOT_JUDGED, case_fields
+from ..results import NOT_JUDGED, UNVERIFIED, case_fields
 from .ranking import (completed, dataset_order, model_label, paired, paired_comparison, ranking_basis, rankings,
                       recommendation, strengths, unranked)
 
@@ -54,6 +54,7 @@ def build_comparison(
     findings = [g for c in cases for g in (c.get("gating") or [])]
     return {
         "schema_version": SCHEMA_VERSION,
+        "timing": timing_conditions(cases),
         "run_id": run_id,
         "started_at": iso(started_at),
         "finished_at": iso(finished_at),
@@ -100,22 +101,35 @@ def best_per_dataset(cases: list[dict[str, Any]], multi_preset: bool) -> dict[st
 
 
 def not_judged_summary(cases: list[dict[str, Any]]) -> dict[str, Any]:
-    """Cases with samples the harness could not judge (NOT_JUDGED kinds,
-    kept out of n): how many, of which kind, and a flag when they are many
-    (at least defaults.NOT_JUDGED_FLAG_SHARE of the case's samples), since
-    the score then rests on noticeably fewer samples than planned."""
+    """Cases with samples the harness could not judge (NOT_JUDGED kinds, kept
+    out of n) or could not verify (``unverified``: never a pass, kept in n, so
+    the score is a lower bound by that many): how many, of which kind, and a
+    flag when they are many (at least defaults.NOT_JUDGED_FLAG_SHARE of the
+    case's samples)."""
     rows = []
     for c in cases:
         verdicts = c.get("verdicts") or {}
         total = sum(verdicts.values())
-        kinds = {k: n for k, n in verdicts.items() if k in NOT_JUDGED and n}
+        kinds = {k: n for k, n in verdicts.items() if (k in NOT_JUDGED or k == UNVERIFIED) and n}
         count = sum(kinds.values())
         if not count:
             continue
         share = count / total if total else 1.0
-        rows.append({"case_id": c["case_id"], "not_judged": count, "samples": total, "share": share, "kinds": kinds,
+        rows.append({"case_id": c["case_id"], "not_judged": count - kinds.get(UNVERIFIED, 0),
+                     "unverified": kinds.get(UNVERIFIED, 0), "samples": total, "share": share, "kinds": kinds,
                      "flagged": share >= defaults.NOT_JUDGED_FLAG_SHARE})
     return {"flag_share": defaults.NOT_JUDGED_FLAG_SHARE, "cases": rows}
+
+
+TIMING_ADVICE = ("For comparable figures run the models one after another (no xdist), or give each xdist worker its "
+                 "own GPUs (--gpus=...): engines on disjoint devices are not flagged.")
+
+
+def timing_conditions(cases: list[dict[str, Any]]) -> dict[str, Any]:
+    """Which cases were timed while another engine generated on the same devices (overlap.py)."""
+    overlapped = {c["case_id"]: (c.get("performance") or {}).get("overlapped_with") for c in cases}
+    return {"overlapped": {cid: others for cid, others in overlapped.items() if others},
+            "advice": TIMING_ADVICE}
 
 
 def compare_presets(cases: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
@@ -133,8 +147,12 @@ def compare_presets(cases: list[dict[str, Any]]) -> dict[str, dict[str, dict[str
         perf = c.get("performance") or {}
         row = out.setdefault(c["model"], {}).setdefault(c["preset"], {
             "tokens": 0, "_timed_tokens": 0, "_generation_s": 0.0, "load_s": None, "prepare_s": None,
-            "peak_memory_bytes": None, "memory_kind": None})
+            "peak_memory_bytes": None, "memory_kind": None, "overlapped_with": []})
         row["tokens"] += perf.get("completion_tokens") or 0
+        if perf.get("overlapped_with"):
+            # timed while another engine used the same devices: no comparable speed or memory
+            row["overlapped_with"] = sorted(set(row["overlapped_with"]) | set(perf["overlapped_with"]))
+            continue
         if perf.get("tokens_per_s") is not None and perf.get("generation_s"):
             row["_timed_tokens"] += perf.get("completion_tokens") or 0
             row["_generation_s"] += perf["generation_s"]

@@ -55,11 +55,29 @@ def nbytes(n: int | None) -> str:
     return str(n)
 
 
+OVERLAP = "⚠"  # a figure measured while another engine generated on the same devices
+
+
 def memory(perf: dict[str, Any]) -> str:
-    """Peak memory with what it is: GPU memory (NVML) or the engine processes' RSS."""
+    """Peak memory with what it is: what vLLM reserved on the GPU, what the
+    transformers engine used, or the engine processes' RSS; flagged when
+    another engine shared the devices."""
     text = nbytes(perf.get("peak_memory_bytes"))
-    kind = {"gpu": "GPU", "cpu_rss": "RSS"}.get(perf.get("memory_kind") or "")
-    return f"{text} ({kind})" if kind and text != DASH else text
+    kind = {"gpu": "GPU", "gpu_reserved": "GPU reserved", "gpu_used": "GPU used",
+            "cpu_rss": "RSS"}.get(perf.get("memory_kind") or "")
+    text = f"{text} ({kind})" if kind and text != DASH else text
+    return f"{text} {OVERLAP}" if overlapped(perf) and text != DASH else text
+
+
+def overlapped(perf: dict[str, Any]) -> bool:
+    """Whether another engine generated on the same devices while this one did (overlap.py)."""
+    return bool(perf.get("overlapped_with"))
+
+
+def speed(perf: dict[str, Any]) -> str:
+    """tokens/s, flagged when another engine shared the devices at the time."""
+    text = rate(perf.get("tokens_per_s"))
+    return f"{text} {OVERLAP}" if overlapped(perf) and text != DASH else text
 
 
 def ci(low: float | None, high: float | None) -> str:

@@ -142,7 +142,7 @@ def render_html(comparison: dict[str, Any], results: list[dict[str, Any]], plots
     if plots:
         parts.append("<h2>Plots</h2>" + "".join(_img(p) for p in plots.values() if p.is_file()))
     parts.append("<h2>Cases</h2>")
-    parts.append(_note("Not judged = samples the harness could not judge (sandbox_error, unverified), out of n; "
+    parts.append(_note("Not judged = samples the harness could not judge (sandbox_error), out of n; "
                        "cut off = share of samples stopped at the token limit; unclosed think = share whose <think> "
                        "block never closed (no answer)."))
     parts.append(_cases(comparison))
@@ -151,9 +151,13 @@ def render_html(comparison: dict[str, Any], results: list[dict[str, Any]], plots
     parts.append(_note("gen tokens = tokens the engine generated for the case (— for the model-free engines, which "
                        "count words); tokens/s = generated tokens per second of the engine calls that made the case's samples (kept "
                        "from the run that made them); prepare = one-time preparation (conversion, download); load = "
-                       "loading the model in this run; peak memory = GPU memory (NVML) or the engine processes' RSS; "
-                       "gen = the case's share of engine time; reused = samples taken from the store. — = not "
-                       "measured."))
+                       "loading the model in this run (with a short warm-up call); peak memory = what vLLM reserved on "
+                       "the engine's GPUs, what the transformers engine used, or the RSS of the engine's own "
+                       "processes; gen = the case's share of engine time; reused = samples taken from the store. — = "
+                       "not measured."))
+    from .markdown import timing_section
+
+    parts += [_note(line) for line in timing_section(comparison) if line]
     parts.append(_performance(comparison))
     if comparison.get("presets_compared"):
         parts.append("<h2>Presets side by side</h2>")
@@ -254,7 +258,7 @@ def _performance(comparison: dict[str, Any]) -> str:
         p = c.get("performance") or {}
         reused = p.get("generations_reused") or 0
         rows.append([_e(c["case_id"]), _e(p.get("device") or fmt.DASH), fmt.tokens(p),
-                     fmt.rate(p.get("tokens_per_s")), fmt.seconds(p.get("prepare_s")), fmt.seconds(p.get("load_s")),
+                     fmt.speed(p), fmt.seconds(p.get("prepare_s")), fmt.seconds(p.get("load_s")),
                      _e(fmt.memory(p)), fmt.seconds(p.get("generation_s")), fmt.seconds(p.get("scoring_s")),
                      fmt.seconds(c.get("wall_s") if c["status"] != "error" else None),
                      f"{reused}/{reused + (p.get('generated') or 0)}"])
@@ -266,7 +270,8 @@ def _presets(comparison: dict[str, Any]) -> str:
     from .markdown import _preset_diff
 
     diffs = {(m, d["preset"]): d for m, rows in (comparison.get("preset_differences") or {}).items() for d in rows}
-    rows = [[_e(model), _e(preset), fmt.rate(r.get("tokens_per_s")), fmt.seconds(r.get("prepare_s")),
+    rows = [[_e(model), _e(preset), fmt.rate(r.get("tokens_per_s")) + (f" {fmt.OVERLAP}" if r.get("overlapped_with")
+                                                                     else ""), fmt.seconds(r.get("prepare_s")),
              fmt.seconds(r.get("load_s")), _e(fmt.memory(r)), pct(r.get("mean_score")),
              _e(_preset_diff(diffs.get((model, preset))))]
             for model, presets in comparison["presets_compared"].items() for preset, r in presets.items()]

@@ -85,7 +85,7 @@ def render_markdown(comparison: dict[str, Any]) -> str:
     ))
     lines += ["", "## Cases", "",
               "Per case: the score with its 95% CI (Wilson for pass/fail items, else a bootstrap); *not judged* = "
-              "samples the harness could not judge (sandbox_error, unverified), kept out of n; *cut off* = share of "
+              "samples the harness could not judge (sandbox_error), kept out of n; *cut off* = share of "
               "samples the engine stopped at the token limit; *unclosed think* = share whose `<think>` block never "
               "closed (no answer).", ""]
     lines.append(cases_table(comparison))
@@ -95,9 +95,13 @@ def render_markdown(comparison: dict[str, Any]) -> str:
               "*tokens/s* = generated tokens per second of the engine calls that made the case's samples (kept from "
               "the run that made them when they come from the store); *prepare* = one-time preparation before the "
               "load (conversion, download); *load* = loading the model in this run (— when it was not loaded here); "
-              "*peak memory* = GPU memory (NVML) or the engine processes' RSS; *gen* = the case's share of engine "
+              "*peak memory* = what vLLM reserved on the engine's GPUs (its memory fraction, not what the model "
+              "needs), what the transformers engine used, or the RSS of the engine's own processes, during its "
+              "calls; *gen* = the case's share of engine "
               "time; *reused* = samples taken from the store. — = not measured (model-free engines measure no "
-              "speed, memory or load).", ""]
+              "speed, memory or load). Speeds assume the engine had its devices to itself; load times include a "
+              "short warm-up call (compilation, graph capture).", ""]
+    lines += timing_section(comparison)
     lines.append(performance_table(comparison))
     if comparison.get("presets_compared"):
         lines += ["", "## Presets side by side", ""]
@@ -189,13 +193,26 @@ def gating_section(gating: dict[str, Any]) -> list[str]:
     return lines
 
 
+def timing_section(comparison: dict[str, Any]) -> list[str]:
+    """The cases whose speed and memory were measured on devices another engine used at the same time."""
+    timing = comparison.get("timing") or {}
+    flagged = timing.get("overlapped") or {}
+    if not flagged:
+        return []
+    shown = "; ".join(f"`{cid}` with {', '.join(others)}" for cid, others in list(flagged.items())[:8])
+    more = f" and {len(flagged) - 8} more" if len(flagged) > 8 else ""
+    return [f"{fmt.OVERLAP} = measured while another engine generated on the same devices ({shown}{more}): these "
+            "speeds and memory figures are not comparable and are kept out of speed rankings, the recommendation, "
+            f"the plots and the throughput gate. {timing['advice']}", ""]
+
+
 def performance_table(comparison: dict[str, Any]) -> str:
     rows = []
     for c in comparison["cases"]:
         p = c.get("performance") or {}
         rows.append([
             c["case_id"], p.get("device") or fmt.DASH, fmt.tokens(p),
-            fmt.rate(p.get("tokens_per_s")), fmt.seconds(p.get("prepare_s")), fmt.seconds(p.get("load_s")),
+            fmt.speed(p), fmt.seconds(p.get("prepare_s")), fmt.seconds(p.get("load_s")),
             fmt.memory(p), fmt.seconds(p.get("generation_s")), fmt.seconds(p.get("scoring_s")),
             fmt.seconds(c.get("wall_s") if c["status"] != "error" else None),
             f"{p.get('generations_reused') or 0}/{(p.get('generations_reused') or 0) + (p.get('generated') or 0)}",
@@ -253,7 +270,10 @@ def presets_section(comparison: dict[str, Any]) -> list[str]:
     for model, presets in compared.items():
         for preset, r in presets.items():
             d = diffs.get((model, preset))
-            rows.append([model, preset, fmt.rate(r.get("tokens_per_s")), fmt.seconds(r.get("prepare_s")),
+            speed = fmt.rate(r.get("tokens_per_s"))
+            if r.get("overlapped_with"):
+                speed += f" {fmt.OVERLAP}" if speed != fmt.DASH else f" {fmt.OVERLAP} (shared devices)"
+            rows.append([model, preset, speed, fmt.seconds(r.get("prepare_s")),
                          fmt.seconds(r.get("load_s")), fmt.memory(r), pct(r.get("mean_score")), _preset_diff(d)])
     lines.append(_table(rows, ["model", "preset", "tokens/s", "prepare", "load", "peak memory", "mean score",
                                "score vs first preset"]))

@@ -13,7 +13,8 @@ from typing import Any
 from .ranking import model_label
 
 PERF_FIELDS = ("prepare_s", "load_s", "tokens_per_s", "completion_tokens", "prompt_tokens", "generation_s", "scoring_s",
-               "peak_memory_bytes", "memory_kind", "device", "generations_reused", "generated")
+               "peak_memory_bytes", "memory_kind", "device", "devices", "host", "overlapped_with",
+               "generations_reused", "generated")
 
 
 def performance_by_model(comparison: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -32,7 +33,9 @@ def performance_by_model(comparison: dict[str, Any]) -> dict[str, dict[str, Any]
         })
     for entry in out.values():
         cs = entry["cases"]
-        timed = [c for c in cs if c.get("tokens_per_s") is not None and c.get("generation_s")]
+        # totals over what was timed alone on its devices (overlap.py): a shared device's figure compares with nothing
+        timed = [c for c in cs if c.get("tokens_per_s") is not None and c.get("generation_s")
+                 and not c.get("overlapped_with")]
         toks = sum(c.get("completion_tokens") or 0 for c in timed)
         secs = sum(c["generation_s"] for c in timed)
         entry["totals"] = {
@@ -42,7 +45,7 @@ def performance_by_model(comparison: dict[str, Any]) -> dict[str, dict[str, Any]
             "tokens_per_s": round(toks / secs, 2) if secs > 0 and toks else None,
             "prepare_s": _max(c.get("prepare_s") for c in cs),
             "load_s": _max(c.get("load_s") for c in cs),
-            "peak_memory_bytes": _max(c.get("peak_memory_bytes") for c in cs),
+            "peak_memory_bytes": _max(c.get("peak_memory_bytes") for c in cs if not c.get("overlapped_with")),
             "wall_s": round(sum(c.get("wall_s") or 0 for c in cs), 3),
         }
     return out

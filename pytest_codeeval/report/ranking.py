@@ -182,13 +182,15 @@ def strengths(cases: list[dict[str, Any]], multi: bool, basis: list[str] | None 
 
 def measured_speed(cases: list[dict[str, Any]], multi: bool) -> dict[str, float]:
     """Generated tokens per second of engine time, per model, over its cases
-    whose generation was timed.  Models with no timed generation (the
-    model-free engines, or nothing generated) are absent: no speed, not 0."""
+    whose generation was timed alone on its devices.  Models with no such
+    case (the model-free engines, nothing generated, or every timing shared
+    the devices with another engine: overlap.py) are absent: no speed, not 0,
+    so no ranking, plot or recommendation claims one."""
     toks: dict[str, float] = defaultdict(float)
     secs: dict[str, float] = defaultdict(float)
     for c in cases:
         p = c.get("performance") or {}
-        if p.get("tokens_per_s") is None or not p.get("generation_s"):
+        if p.get("tokens_per_s") is None or not p.get("generation_s") or p.get("overlapped_with"):
             continue
         toks[model_label(c, multi)] += p.get("completion_tokens") or 0
         secs[model_label(c, multi)] += p["generation_s"]
