@@ -30,3 +30,22 @@ def sandbox_uids_with_keys() -> dict[int, list[str]]:
 def ipc_objects() -> list[str]:
     """SysV IPC objects of this IPC namespace (the host's, seen from the test)."""
     return [line for kind in ("shm", "msg", "sem") for line in Path(f"/proc/sysvipc/{kind}").read_text().splitlines()[1:]]
+
+
+def judge_and_state_expected(cases: Path) -> dict:
+    """The second hostile set's expected verdicts, as this interpreter can meet them.
+
+    An interpreter under /tmp (a venv made there) is bound read-only into every
+    sample's fresh /tmp, so `sees_clean_tmp`, which fails itself on any entry it
+    did not make, sees that one and fails: no leak, the venv's own folder.
+    """
+    import json
+
+    from pytest_codeeval.sandbox.isolation import dirs_under_tmp
+
+    expected = json.loads((cases / "expected.json").read_text())
+    case = expected.get("Hostile2/sees_clean_tmp")
+    if dirs_under_tmp() and case is not None:
+        n = len(case["passed"]) if isinstance(case["passed"], list) else 1
+        case.update(passed=[False] * n, verdicts=["failed"])
+    return expected

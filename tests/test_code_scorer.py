@@ -16,6 +16,7 @@ from pytest_codeeval.sandbox.worker import started_by
 from pytest_codeeval.scoring.base import ScoreContext
 from pytest_codeeval.scoring.code import CodeExecScorer, build_program, ground_truth
 
+from sandbox_checks import judge_and_state_expected
 from helpers import SANDBOX_CASES as CASES
 
 needs_cases = pytest.mark.skipif(not CASES.is_dir(), reason="../shared/sandbox-cases is not present")
@@ -87,7 +88,7 @@ def test_judge_and_state_samples_score_as_expected() -> None:
     """The second set: forged verdicts, state left for the next sample, a run stopped or wrecked."""
     cases = CASES / "judge-and-state"
     tasks = [json.loads(line) for line in (cases / "tasks.jsonl").read_text().splitlines() if line.strip()]
-    expected = json.loads((cases / "expected.json").read_text())
+    expected = judge_and_state_expected(cases)
     by_id: dict[str, list[str]] = {}
     for line in (cases / "samples.jsonl").read_text().splitlines():
         if line.strip():

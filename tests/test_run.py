@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from helpers import SANDBOX_CASES
-from sandbox_checks import ipc_objects, sandbox_uids_with_keys
+from sandbox_checks import ipc_objects, sandbox_uids_with_keys, judge_and_state_expected
 
 
 def _comparison(root: Path, name: str) -> dict:
@@ -116,7 +116,7 @@ def test_judge_and_state_samples_score_as_expected_on_one_core(suite: pytest.Pyt
     the run finishes, the judge stays small, and nothing is left behind:
     no process, no SysV IPC object, no key in a kernel keyring, no file."""
     cases = SANDBOX_CASES / "judge-and-state"
-    expected = json.loads((cases / "expected.json").read_text())
+    expected = judge_and_state_expected(cases)
     before = set(os.listdir(suite.path))
     ipc_before = ipc_objects()
     tmp_before = set(os.listdir("/tmp"))
