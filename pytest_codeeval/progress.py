@@ -1,10 +1,7 @@
-"""Progress of each case, of each engine call, and of the run.
+"""Progress of each engine call and of the run.
 
-Inside a case (any process) :class:`CaseProgress` logs the phases to the run
-log and, without xdist and with -v, to the terminal: how many samples are
-generated or reused from the store, tokens/s, how many are scored.  On the
-controller :class:`RunProgress` prints one line per finished case with the
-run's counts and an ETA; with -q it prints nothing until the summary, so
+On the controller :class:`RunProgress` prints one line per finished case
+with the run's counts and an ETA; with -q it prints nothing until the summary, so
 the dots stay readable, and under xdist the lines come from the controller
 only, so they never interleave.
 
@@ -40,31 +37,6 @@ def fmt_duration(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
-
-
-class CaseProgress:
-    def __init__(self, case_id: str, write: Callable[[str], None] | None = None) -> None:
-        self.case_id = case_id
-        self.write = write
-        self.log = get_logger("progress")
-        self.t0 = time.perf_counter()
-
-    def _say(self, text: str) -> None:
-        line = f"codeeval {self.case_id}: {text}"
-        self.log.info(line)
-        if self.write is not None:
-            self.write(line)
-
-    def generating(self, n_items: int, n_samples: int) -> None:
-        self._say(f"generation: {n_items} items x {n_samples} sample(s), looking up the store")
-
-    def generated(self, figures: dict[str, Any], completion_tokens: int) -> None:
-        speed = f", {completion_tokens / figures['engine_s']:.1f} tokens/s" if figures["engine_s"] > 0 else ""
-        self._say(f"generation: {figures['generated']} generated in {figures['new_s']:.1f}s, "
-                  f"{figures['reused']} reused from the store{speed}")
-
-    def scored(self, figures: dict[str, int], seconds: float) -> None:
-        self._say(f"scoring: {figures['scored']} scored in {seconds:.1f}s, {figures['verdicts_reused']} verdicts reused")
 
 
 class CallProgress:
@@ -351,14 +323,6 @@ def terminal_writer(config: Any) -> Callable[[str], None] | None:
             tr.write_line(line)
 
     return write
-
-
-def case_progress(config: Any, case_id: str) -> CaseProgress:
-    """Phase lines go to the terminal only with -v and without xdist (a
-    worker's terminal is not the user's); always to the run log."""
-    in_xdist = hasattr(config, "workerinput") or bool(getattr(config.option, "numprocesses", None))
-    write = terminal_writer(config) if config.option.verbose >= 1 and not in_xdist else None
-    return CaseProgress(case_id, write)
 
 
 class ProgressPlugin:
