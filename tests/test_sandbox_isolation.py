@@ -574,12 +574,16 @@ print(json.dumps([[o.verdict, o.detail] for o in out] + [sys.prefix]))
 
 
 @pytest.mark.skipif(probe_isolation() == "rlimits", reason="a private /tmp needs namespaces")
-def test_a_venv_under_tmp_still_imports_numpy(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Each sample's fresh /tmp keeps an interpreter folder that lives under /tmp."""
+@pytest.mark.parametrize("mode", [0o755, 0o700], ids=["open", "closed-like-mktemp"])
+def test_a_venv_under_tmp_still_imports_numpy(mode: int) -> None:
+    """Each sample's fresh /tmp keeps an interpreter folder that lives under /tmp,
+    also one closed to other users (`mktemp -d` makes 0700: CI's fresh venv,
+    where samples under their own uid once failed to import numpy)."""
     numpy = pytest.importorskip("numpy")
     venv = Path("/tmp") / f"codeeval-venv-{os.getpid()}"
     try:
         subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+        venv.chmod(mode)
         site = next(venv.glob("lib/python*/site-packages"))
         src = Path(numpy.__file__).parent
         for name in [src.name, *(p.name for p in src.parent.glob("numpy.libs"))]:

@@ -73,6 +73,30 @@ def python_dirs() -> list[str]:
     return out
 
 
+def _closed(path: str) -> bool:
+    """Other users cannot enter ``path`` (no o+x: /root, a `mktemp -d` folder)."""
+    return not os.stat(path).st_mode & 0o001
+
+
+def mount_dirs() -> list[str]:
+    """The interpreter folders as the sandbox binds them.
+
+    A folder that is itself closed to other users (a venv made by `mktemp -d`,
+    mode 0700) would shut the sample's uid out of site-packages if bound as it
+    is (numpy failed to import).  Its sub-folders are bound instead, under a
+    0755 folder of the same name that the sandbox makes; files directly in it
+    (pyvenv.cfg) are not needed: the server runs the base interpreter and puts
+    site-packages on sys.path itself.  The real folder is never changed.
+    """
+    out: list[str] = []
+    for d in python_dirs():
+        if _closed(d):
+            out.extend(str(e) for e in sorted(Path(d).iterdir()) if e.is_dir() and not e.is_symlink())
+        else:
+            out.append(d)
+    return out
+
+
 def _ancestors(path: str) -> list[str]:
     """The folders above ``path``, outermost first, "/" left out."""
     parts = Path(path).parts
@@ -90,10 +114,10 @@ def closed_ancestors() -> dict[str, list[str]]:
     sandbox's own mount namespace; the real folders are never changed.
     """
     out: dict[str, list[str]] = {}
-    for d in python_dirs():
-        for anc in [*_ancestors(d), d]:
+    for d in mount_dirs():
+        for anc in _ancestors(d):
             try:
-                closed = not os.stat(anc).st_mode & 0o001
+                closed = _closed(anc)
             except OSError:
                 break
             if closed:
@@ -128,7 +152,7 @@ def is_root() -> bool:
 
 def dirs_under_tmp() -> list[str]:
     """Interpreter folders that live under /tmp (a venv made there): bound back into every fresh /tmp."""
-    return [d for d in python_dirs() if d.startswith("/tmp/")]
+    return [d for d in mount_dirs() if d.startswith("/tmp/")]
 
 
 def bwrap_prefix(*, pass_fds: tuple[int, ...] = ()) -> list[str]:
@@ -164,7 +188,7 @@ def bwrap_prefix(*, pass_fds: tuple[int, ...] = ()) -> list[str]:
             argv += ["--ro-bind", link, link]
     made: set[str] = {"/tmp"}
     bound = [*(_SYSTEM_DIRS), *python_dirs()]
-    for d in python_dirs():
+    for d in mount_dirs():
         # bwrap (0.8) makes the parents of a bind 0700, which would shut
         # the sample's uid out of the interpreter: make them 0755 first
         for anc in _ancestors(d):

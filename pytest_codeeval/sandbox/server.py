@@ -727,7 +727,7 @@ class _Scratch:
         self._mount(b"tmpfs", self.path.encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV | _MS_NOATIME, self.opts)
         self.ours = True
         for d, fd in self.keep:
-            os.makedirs(d, mode=0o755, exist_ok=True)
+            _makedirs_open(d)
             self._mount(f"/proc/self/fd/{fd}".encode(), d.encode(), None, _MS_BIND | _MS_REC, None)
             self._mount(None, d.encode(), None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY, None)
         self.stamp = self._stamp()
@@ -1341,6 +1341,18 @@ def main() -> None:
     _serve(ctrl, world)
 
 
+def _makedirs_open(path: str) -> None:
+    """Make ``path`` and its missing parents 0755 (whatever the umask): the
+    sample's uid must walk them to reach the interpreter folder bound there."""
+    missing = []
+    while not os.path.isdir(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    for d in reversed(missing):
+        os.mkdir(d)
+        os.chmod(d, 0o755)
+
+
 def _open_up(closed: dict[str, list[str]]) -> None:
     """namespaces level, as root: a folder other users cannot enter (/root)
     becomes an empty 0755 tmpfs with only the interpreter's folders bound back
@@ -1354,7 +1366,7 @@ def _open_up(closed: dict[str, list[str]]) -> None:
         if libc.mount(b"none", top.encode(), b"tmpfs", 0, b"size=1m,mode=0755") != 0:
             raise OSError(ctypes.get_errno(), f"cannot open up {top}")
         for d, fd in fds:
-            os.makedirs(d, mode=0o755, exist_ok=True)
+            _makedirs_open(d)
             if libc.mount(f"/proc/self/fd/{fd}".encode(), d.encode(), None, _MS_BIND | _MS_REC, None) != 0:
                 raise OSError(ctypes.get_errno(), f"cannot bind {d} back")
             os.close(fd)
