@@ -99,6 +99,10 @@ def addoptions(parser: pytest.Parser) -> None:
         help="absolute floor: a case whose primary score is below X (0..1) fails")
     add("--max-throughput-drop", type=float, default=None, metavar="R",
         help="with --baseline: a case fails when its tokens/s falls below (1 - R) x the baseline's (0.3 = 30%% slower)")
+    # Beyond one machine: Ray and shards (scale_options.py).
+    from .scale_options import add_scale_options
+
+    add_scale_options(add)
 
 
 def _split(value: str | None) -> tuple[str, ...]:

@@ -21,10 +21,10 @@ import pytest
 from . import defaults
 from .catalog import Catalog, DatasetSpec, ModelSpec, load_catalog
 from .datasets import LoadContext, load_dataset
-from .engines import engine_class
 from .engines.base import Engine, Request, SamplingConfig
 from .engines.cached import CachingEngine
 from .engines.parallel import DataParallelEngine
+from .engines.recipe import EngineRecipe
 from .errors import CodeevalError, DatasetUnavailable
 from .identity import generation_identity
 from .items import Item
@@ -34,6 +34,7 @@ from .plan import Case, build_cases, marker_lines, split_engine_key
 from .prompts import build_prompt
 from .results import CaseResult
 from .runner import CaseInputs
+from .scale_options import ScaleOptions
 from .scoring import get_scorer
 from .scoring.stored import StoredScorer
 
@@ -69,6 +70,8 @@ class CodeevalSession:
     load_ctx: LoadContext = field(default_factory=LoadContext)
     placement: Placement = field(default_factory=lambda: Placement(()))
     durable: Durable | None = None
+    scale: ScaleOptions = field(default_factory=ScaleOptions)  # --ray-address, --shard (scale_options.py)
+    remote: Any = None  # the controller's cluster/dispatch.ClusterDispatch with --ray-address, once started
     results: dict[str, CaseResult] = field(default_factory=dict)  # controller: case id -> result
     report_paths: dict[str, Path] = field(default_factory=dict)
     _items: dict[str, list[Item]] = field(default_factory=dict)
@@ -82,7 +85,9 @@ class CodeevalSession:
         state._register_dataset_files()
         state._validate_names()
         state.load_ctx = LoadContext.from_env(options.data_dir, hub_retries=options.hub_retries)
-        state.placement = _placement(config, options)
+        state.scale = ScaleOptions.from_config(config)
+        # With Ray the cluster assigns devices; this machine's GPUs are none of the run's business.
+        state.placement = Placement(()) if state.scale.ray_address else _placement(config, options)
         return state
 
     # -- configuration -------------------------------------------------
@@ -204,14 +209,18 @@ class CodeevalSession:
         return engine
 
     def _build_engine(self, model_name: str, preset_name: str, devices: list[str]) -> Engine:
+        return self.engine_recipe(model_name, preset_name).build(devices)
+
+    def engine_recipe(self, model_name: str, preset_name: str) -> EngineRecipe:
+        """How to build a replica of a model x preset, as plain data (a Ray actor builds it the same way)."""
         kind = self.options.engine
         if kind == "reference":
-            return engine_class("reference")(model_name="reference", chat=True, devices=devices)
+            return EngineRecipe(kind)
         if kind == "replay":
-            return engine_class("replay")(model_name="replay", completions=self.completions(), devices=devices)
+            return EngineRecipe(kind, completions=self.completions())
         model = self.catalog.model(model_name)
         settings = self.catalog.engine_settings(model, self.catalog.preset(preset_name))
-        return engine_class(kind)(model, settings, {**self.engine_options(), "devices": devices})
+        return EngineRecipe(kind, model, settings, self.engine_options())
 
     def engine_options(self) -> dict[str, Any]:
         o = self.options
@@ -224,6 +233,8 @@ class CodeevalSession:
     def caching_engine(self, engine_key: str) -> CachingEngine:
         """The engine of a model x preset behind the store: it loads on the first request the store lacks."""
         assert self.durable is not None, "the run has not started"
+        if self.remote is not None:  # its model runs on the Ray cluster, submitted when the run started
+            return self.remote.engine(engine_key)
         case = next(c for c in self.plan() if c.engine_key == engine_key)
         return CachingEngine(self.durable.store, generation_identity(self.options, self.catalog, case),
                              lambda: self.open_engine(engine_key), kind=self.options.engine,
@@ -253,6 +264,10 @@ class CodeevalSession:
         log = start_run_log(self.report_dir, self.run_id, worker.get("workerid", "main"))
         store = open_store(o.store or self.report_dir / defaults.STORE_FILENAME, self.run_id)
         self.durable = Durable(store=store, gate=gate, log=log)
+        if self.scale.ray_address and "workerid" not in worker and not self.config.option.setupplan:
+            from .cluster.dispatch import start_dispatch
+
+            self.remote = start_dispatch(self)  # every model's work, submitted now
 
     def record(self, result: CaseResult) -> None:
         self.results[result.case_id] = result

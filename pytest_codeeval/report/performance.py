@@ -11,7 +11,8 @@ from typing import Any
 from .comparison import model_label
 
 PERF_FIELDS = ("load_s", "tokens_per_s", "completion_tokens", "prompt_tokens", "generation_s", "scoring_s",
-               "peak_memory_bytes", "memory_kind", "device", "generations_reused", "generated")
+               "peak_memory_bytes", "memory_kind", "device", "host", "node", "generations_reused",
+               "generated")
 
 
 def performance_by_model(comparison: dict[str, Any]) -> dict[str, dict[str, Any]]:

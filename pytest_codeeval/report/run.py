@@ -8,6 +8,7 @@ from typing import Any
 
 from ..overlap import mark_overlaps
 from ..plan import plan_label
+from ..shards import shard_options
 from .manifest import run_manifest
 from .writer import write_reports
 
@@ -19,7 +20,8 @@ def run_options(state: Any) -> dict[str, Any]:
             "temperature": o.temperature, "top_p": o.top_p, "seed": o.seed,
             "max_new_tokens": o.max_new_tokens, "completions": str(o.completions) if o.completions else None,
             "baseline": str(o.baseline) if o.baseline else None, "fresh": o.fresh,
-            "store": str(state.durable.store.path) if state.durable is not None else None}
+            "store": str(state.durable.store.path) if state.durable is not None else None,
+            **shard_options(state)}
 
 
 def write_run_reports(state: Any) -> dict[str, Path]:
