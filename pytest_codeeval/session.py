@@ -260,14 +260,17 @@ class CodeevalSession:
         o = self.options
         gate = gate_options(o)
         ensure_writable(self.report_dir)
+        remote = None
+        if self.scale.ray_address and "workerid" not in worker and not self.config.option.setupplan:
+            from .cluster.dispatch import connect_dispatch
+
+            remote = connect_dispatch(self)  # the cluster answers and holds every engine, or a usage error
         self.run_id = worker.get("codeeval_run_id", self.run_id)
         log = start_run_log(self.report_dir, self.run_id, worker.get("workerid", "main"))
         store = open_store(o.store or self.report_dir / defaults.STORE_FILENAME, self.run_id)
         self.durable = Durable(store=store, gate=gate, log=log)
-        if self.scale.ray_address and "workerid" not in worker and not self.config.option.setupplan:
-            from .cluster.dispatch import start_dispatch
-
-            self.remote = start_dispatch(self)  # every model's work, submitted now
+        if remote is not None:
+            self.remote = remote.submit()  # every model's work, on the cluster now
 
     def record(self, result: CaseResult) -> None:
         self.results[result.case_id] = result

@@ -78,7 +78,7 @@ class Cluster:
             out.append(Node(n["NodeID"], _label(name, n["NodeID"], names), n.get("NodeManagerAddress", ""),
                             {k: float(v) for k, v in (n.get("Resources") or {}).items()
                              if not k.startswith(_BOOKKEEPING)}))
-        return out
+        return sorted(out, key=lambda n: (n.name, n.node_id))
 
     def label(self, node_id: str) -> str:
         """A node's name in reports: its name, with its id where several nodes share the name."""

@@ -34,7 +34,6 @@ from ..errors import EngineError
 from ..identity import generation_identity
 from ..items import Generation
 from ..plan import split_engine_key
-from ..store import open_store
 from .connect import Cluster, _fmt
 from .pool import ClusterEngine, ReplicaLost
 
@@ -237,8 +236,7 @@ class ClusterDispatch:
     def __init__(self, state: Any, cluster: Cluster) -> None:
         self.state = state
         self.cluster = cluster
-        assert state.durable is not None
-        self.store = LockedStore(open_store(state.durable.store.path, state.run_id))
+        self.store: LockedStore | None = None  # its own connection, opened by submit()
         self.keys = list(dict.fromkeys(c.engine_key for c in state.selected))
         self.requests = {k: self.resources(k) for k in self.keys}
         self.jobs: dict[str, EngineJob] = {}
@@ -252,9 +250,12 @@ class ClusterDispatch:
         for key in self.keys:
             self.cluster.check(key, self.requests[key], self.state.parallelism(split_engine_key(key)[0])[1])
 
-    def submit(self) -> None:
-        env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV)}
+    def submit(self) -> "ClusterDispatch":
+        """Start every engine's job (the run's store is open), and register the hooks."""
         state = self.state
+        assert state.durable is not None, "the run has not started"
+        self.store = LockedStore(state.durable.store.another_connection())
+        env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV)}
         for key in self.keys:
             model, preset = split_engine_key(key)
             case = next(c for c in state.selected if c.engine_key == key)
@@ -266,6 +267,8 @@ class ClusterDispatch:
                             state.parallelism(model)[1])
             self.jobs[key] = job
             job.start()
+        state.config.pluginmanager.register(self, "codeeval-ray")
+        return self
 
     def engine(self, key: str) -> DispatchedEngine:
         return self.jobs[key].engine
@@ -276,7 +279,8 @@ class ClusterDispatch:
         for job in self.jobs.values():
             job.join(defaults.RAY_CLOSE_TIMEOUT_S)
             job.pool.release()
-        self.store.close()
+        if self.store is not None:
+            self.store.close()
         import ray
 
         if ray.is_initialized():
@@ -293,17 +297,16 @@ class ClusterDispatch:
         self.close()
 
 
-def start_dispatch(state: Any) -> ClusterDispatch:
-    """Connect, check that every engine fits (usage errors), submit every model's work."""
+def connect_dispatch(state: Any) -> ClusterDispatch:
+    """Reach the cluster and check that it holds every engine (usage errors, before anything is
+    written or loads); ``submit()`` then starts the work."""
     dispatch = ClusterDispatch(state, Cluster.connect(state.scale.ray_address))
     try:
         dispatch.check()
     except BaseException:
         dispatch.close()
         raise
-    dispatch.submit()
-    state.config.pluginmanager.register(dispatch, "codeeval-ray")
     return dispatch
 
 
-__all__ = ["ClusterDispatch", "DispatchedEngine", "EngineJob", "LockedStore", "missing_requests", "start_dispatch"]
+__all__ = ["ClusterDispatch", "DispatchedEngine", "EngineJob", "LockedStore", "missing_requests", "connect_dispatch"]
