@@ -275,10 +275,11 @@ class ClusterDispatch:
 
     def close(self) -> None:
         for job in self.jobs.values():
-            job.stop()
+            job.stop()  # no new chunk is taken
+        for job in self.jobs.values():
+            job.pool.release()  # a chunk still in flight (an interrupted run) ends with its actor
         for job in self.jobs.values():
             job.join(defaults.RAY_CLOSE_TIMEOUT_S)
-            job.pool.release()
         if self.store is not None:
             self.store.close()
         import ray
