@@ -107,17 +107,22 @@ def main() -> None:
           f"{args.preset}, greedy, ray chunk {chunk}; local engine loaded in {local.stats.load_seconds:.1f} s",
           flush=True)
 
-    def arm(engine: Any, chunks: list[list[Any]]) -> tuple[float, int]:
+    engine_s = {"local": 0.0, "ray": 0.0}  # the engine's own time inside generate(), per arm
+
+    def arm(name: str, engine: Any, chunks: list[list[Any]]) -> tuple[float, int]:
         with tempfile.TemporaryDirectory() as tmp:
             cached = CachingEngine(open_store(Path(tmp) / "s.sqlite"), {"bench": time.time()}, lambda: engine,
                                    kind="vllm", engine_key=key)
             t0 = time.perf_counter()
-            rows = [g for part in chunks for g in cached.generate(part)]
+            rows = []
+            for part in chunks:
+                rows += cached.generate(part)
+                engine_s[name] += float(engine.last_call.get("wall_s") or 0.0)
             wall = time.perf_counter() - t0
         return wall, sum(x.completion_tokens for row in rows for x in row)
 
-    arms = {"local": lambda: arm(local, [requests]),
-            "ray": lambda: arm(remote, [requests[i:i + chunk] for i in range(0, len(requests), chunk)])}
+    arms = {"local": lambda: arm("local", local, [requests]),
+            "ray": lambda: arm("ray", remote, [requests[i:i + chunk] for i in range(0, len(requests), chunk)])}
     totals = {name: [0.0, 0] for name in arms}
     for i in range(args.rounds):
         order = list(arms) if i % 2 == 0 else list(reversed(list(arms)))
@@ -132,6 +137,9 @@ def main() -> None:
     ray.shutdown()
     speed = {name: t / w for name, (w, t) in totals.items()}
     print(f"tokens: local {totals['local'][1]}, ray {totals['ray'][1]} (greedy: the same)")
+    # Where the Ray arm's time goes: the engine itself (in its actor) or the way there and back.
+    for name, (w, _) in totals.items():
+        print(f"{name}: engine {engine_s[name]:.1f} s of {w:.1f} s wall ({w - engine_s[name]:.1f} s outside the engine)")
     print(f"ray/local throughput ratio: {speed['ray'] / speed['local']:.2f}")
 
 

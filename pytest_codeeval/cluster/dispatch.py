@@ -106,6 +106,7 @@ class EngineJob:
         self.chunks = 0
         self.in_flight = 0
         self.error: EngineError | None = None
+        self.unplaced: list[str] = []  # why a replica could not be (re)placed
         self.done = threading.Event()
         self.stopping = False
         self._lock = threading.Lock()
@@ -150,9 +151,10 @@ class EngineJob:
             self.done.set()
 
     def _unfinished(self, left: int) -> str:
-        lost = "; ".join(self.pool.lost) or "no replica could be placed"
-        return (f"{self.key}: {left} of {self.total} prompts were not generated on the Ray cluster (lost: {lost}). "
-                "Every answer that came back is stored: rerun to generate only the missing ones.")
+        why = "; ".join([*(f"lost {x}" for x in self.pool.lost), *dict.fromkeys(self.unplaced)])
+        return (f"{self.key}: {left} of {self.total} prompts were not generated on the Ray cluster "
+                f"({why or 'no replica could be placed'}). Every answer that came back is stored: rerun to "
+                "generate only the missing ones.")
 
     def _nothing_left(self) -> bool:
         with self._lock:
@@ -171,6 +173,12 @@ class EngineJob:
 
     def _slot(self, slot: int) -> None:
         """One replica: start it, feed it chunks, replace it when its node is lost."""
+        try:
+            self._feed(slot)
+        finally:
+            self.pool.retire(slot)  # done: its resources back now, even while other replicas still work
+
+    def _feed(self, slot: int) -> None:
         replacements = 0
         replica = None
         while not self._nothing_left():
@@ -180,6 +188,8 @@ class EngineJob:
                 except ReplicaLost as e:
                     replacements += 1
                     if not e.placeable or replacements > defaults.RAY_REPLACEMENTS:
+                        with self._lock:
+                            self.unplaced.append(str(e))
                         return
                     continue
                 except EngineError as e:

@@ -223,12 +223,22 @@ class ClusterEngine(Engine):
         except Exception:  # already gone with its node
             pass
 
+    def retire(self, slot: int) -> None:
+        """End one replica (its work is done) and give its resources back."""
+        with self._lock:
+            replica = self.replicas.pop(slot, None)
+        if replica is not None:
+            self._end([replica])
+
     def release(self) -> None:
         """Close every replica's engine and end its actor: the cluster gets its resources back."""
-        import ray
-
         with self._lock:
             replicas, self.replicas = list(self.replicas.values()), {}
+        self._end(replicas)
+
+    def _end(self, replicas: list[Replica]) -> None:
+        import ray
+
         closing = [(r, r.actor.close.remote()) for r in replicas]
         for replica, ref in closing:
             try:
