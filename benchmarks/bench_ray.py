@@ -91,6 +91,9 @@ def main() -> None:
     key = f"{model.name}@{args.preset}"
 
     if args.address is None:
+        # A cluster nothing outside this namespace reaches: no token auth, whose default writes
+        # ~/.ray/auth_token and so turns it on for every later `ray start` on the machine.
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
                  logging_level="WARNING", namespace="pytest_codeeval")
     cluster = Cluster.connect(args.address or "auto")

@@ -269,12 +269,13 @@ class ClusterDispatch:
         for key in self.keys:
             model, preset = split_engine_key(key)
             case = next(c for c in state.selected if c.engine_key == key)
-            pool = ClusterEngine(key, state.engine_recipe(model, preset), self.cluster, self.requests[key], env)
+            replicas = state.parallelism(model)[1]
+            pool = ClusterEngine(key, state.engine_recipe(model, preset), self.cluster, self.requests[key], env,
+                                 replicas)
             engine = DispatchedEngine(self.store, generation_identity(state.options, state.catalog, case),
                                       lambda pool=pool: pool, kind=state.options.engine, engine_key=key,
                                       fresh=state.options.fresh)
-            job = EngineJob(key, engine, pool, state.engine_requests(key), state.scale.ray_chunk,
-                            state.parallelism(model)[1])
+            job = EngineJob(key, engine, pool, state.engine_requests(key), state.scale.ray_chunk, replicas)
             self.jobs[key] = job
             job.start()
         state.config.pluginmanager.register(self, "codeeval-ray")

@@ -92,7 +92,7 @@ def actor_options(request: dict[str, float]) -> dict[str, Any]:
 
 class ClusterEngine(Engine):
     def __init__(self, engine_key: str, recipe: EngineRecipe, cluster: Cluster, request: dict[str, float],
-                 env: dict[str, str]) -> None:
+                 env: dict[str, str], replicas: int = 1) -> None:
         self._local = threading.local()  # the replica bound to the calling thread, and its last call
         super().__init__(engine_key)
         self.engine_key = engine_key
@@ -102,6 +102,7 @@ class ClusterEngine(Engine):
         self.cluster = cluster
         self.request = dict(request)
         self.env = dict(env)
+        self.wanted = replicas  # --data-parallel: replicas the dispatcher runs at most
         self.replicas: dict[int, Replica] = {}  # slot -> live replica
         self.nodes_used: list[str] = []  # nodes that generated, in order of first use
         self.lost: list[str] = []  # "node: why" for every replica lost
@@ -256,7 +257,8 @@ class ClusterEngine(Engine):
     def describe(self) -> dict[str, Any]:
         model, _, preset = self.engine_key.partition("@")
         return {"kind": self.kind, "model": model, "preset": preset, **self._described,
-                "ray": {"address": self.cluster.address, "resources": self.request, "nodes": list(self.nodes_used),
+                "ray": {"address": self.cluster.address, "resources": self.request, "replicas": self.wanted,
+                        "nodes": list(self.nodes_used),
                         **({"lost": list(self.lost)} if self.lost else {})}}
 
 
