@@ -182,6 +182,8 @@ def test_two_engines_run_on_the_nodes_they_ask_for_and_a_rerun_generates_nothing
     assert {c["performance"]["node"] for c in cases if c["preset"] == "memory_optimized"} == {"node_b"}
     assert all(c["performance"]["generated"] == 2 for c in cases)
     assert cases[0]["engine"]["ray"]["resources"] == {"node_a": 1.0}
+    # Ray starts workers at nice 15; the engine's actor runs at 0 (root may raise its priority).
+    assert cases[0]["engine"]["ray"]["niceness"] == 0
     # 12 prompts per engine in chunks of 5: each chunk stored as its own call, with its node.
     calls = _calls(suite.path / "reports" / "codeeval.sqlite")
     assert sorted((m, n) for m, n, _ in calls) == sorted([(f"reference@{p}", n) for p in ("balanced", "memory_optimized")

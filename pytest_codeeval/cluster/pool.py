@@ -103,6 +103,7 @@ class ClusterEngine(Engine):
         self.request = dict(request)
         self.env = dict(env)
         self.wanted = replicas  # --data-parallel: replicas the dispatcher runs at most
+        self.niceness: set[int] = set()  # of the replicas' processes (actor.normal_priority)
         self.replicas: dict[int, Replica] = {}  # slot -> live replica
         self.nodes_used: list[str] = []  # nodes that generated, in order of first use
         self.lost: list[str] = []  # "node: why" for every replica lost
@@ -162,6 +163,7 @@ class ClusterEngine(Engine):
         with self._lock:
             self.replicas[slot] = replica
             self._described = self._described or dict(info["describe"])
+            self.niceness.add(int(replica.stats.extra.get("niceness", 0)))
             self._merge_stats()
         self._local.replica = replica
         return replica
@@ -258,7 +260,7 @@ class ClusterEngine(Engine):
         model, _, preset = self.engine_key.partition("@")
         return {"kind": self.kind, "model": model, "preset": preset, **self._described,
                 "ray": {"address": self.cluster.address, "resources": self.request, "replicas": self.wanted,
-                        "nodes": list(self.nodes_used),
+                        "nodes": list(self.nodes_used), "niceness": max(self.niceness, default=None),
                         **({"lost": list(self.lost)} if self.lost else {})}}
 
 
