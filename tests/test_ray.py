@@ -109,8 +109,15 @@ while [ ! -e {stop} ]; do sleep 0.5; done
                               capture_output=True, text=True, timeout=timeout)
 
     def popen_pytest(self, cwd: Path, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(self.command(sys.executable, "-m", "pytest", *args), cwd=cwd, env=self.env(),
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        """A run in the background; its output goes to ``cwd/run.log`` (a pipe nobody reads could fill)."""
+        with (cwd / "run.log").open("w") as log:
+            return subprocess.Popen(self.command(sys.executable, "-m", "pytest", *args), cwd=cwd, env=self.env(),
+                                    stdout=log, stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(run: subprocess.Popen[str], cwd: Path, timeout: float = 1800) -> str:
+    run.wait(timeout=timeout)
+    return (cwd / "run.log").read_text()
 
     def _processes(self) -> list[object]:
         import psutil
@@ -282,7 +289,7 @@ def test_a_node_that_dies_mid_run_loses_nothing(tmp_path: Path, suite: pytest.Py
         on_b = _wait_for_a_call_on(store, "node_b", run)
         killed_at = time.time()
         cluster.kill_node("node_b")
-        out, _ = run.communicate(timeout=1800)
+        out = _finish(run, suite.path)
         assert run.returncode == 0, out[-5000:]
         _print_calls(store, killed_at)
         cases = _comparison(suite.path / "reports")["cases"]
@@ -298,6 +305,44 @@ def test_a_node_that_dies_mid_run_loses_nothing(tmp_path: Path, suite: pytest.Py
         again = cluster.pytest(suite.path, *args)
         assert again.returncode == 0, again.stdout[-4000:]
         assert all(c["performance"]["generated"] == 0 for c in _comparison(suite.path / "reports")["cases"])
+    finally:
+        cluster.stop()
+
+
+@pytest.mark.slow
+def test_an_engine_pinned_to_a_node_that_dies_fails_cleanly_and_a_rerun_makes_only_the_rest(
+        tmp_path: Path, suite: pytest.Pytester) -> None:
+    """memory_optimized may only run on node_b: when node_b dies, no live node can hold it, so its case
+    fails with the reason and the count missing; what node_b made stays stored, and a rerun that
+    lets it run anywhere generates only the rest."""
+    cluster = LocalCluster(tmp_path).start()
+    try:
+        store = suite.path / "reports" / "codeeval.sqlite"
+        args = ("-q", "-p", "no:cacheprovider", "-m", "cpu_smoke", "--datasets=humaneval", "--samples=6",
+                "--max-new-tokens=64", "--preset=balanced,memory_optimized", f"--ray-address={ADDRESS}",
+                "--ray-chunk=1")
+        run = cluster.popen_pytest(suite.path, *args, PIN)
+        _wait_for_a_call_on(store, "node_b", run)
+        cluster.kill_node("node_b")
+        out = _finish(run, suite.path)
+        assert run.returncode == pytest.ExitCode.TESTS_FAILED, out[-5000:]
+        by_preset = {c["preset"]: c for c in _comparison(suite.path / "reports")["cases"]}
+        assert by_preset["balanced"]["status"] == "passed"
+        failed = by_preset["memory_optimized"]
+        assert failed["status"] == "error", failed
+        made = sum(n for m, n, _ in _calls(store) if m.endswith("@memory_optimized"))
+        assert 1 <= made < 6
+        assert f"{6 - made} of 6 prompts were not generated" in failed["error"]
+        assert "no live node of the Ray cluster offers {node_b: 1}" in failed["error"]
+        assert "rerun to generate only the missing ones" in failed["error"]
+        print(f"node_b died with {made} of 6 memory_optimized prompts stored: {failed['error']}")
+
+        again = cluster.pytest(suite.path, *args, '--ray-resources={"CPU": 1}', timeout=1800)
+        assert again.returncode == 0, again.stdout[-4000:]
+        by_preset = {c["preset"]: c for c in _comparison(suite.path / "reports")["cases"]}
+        perf = by_preset["memory_optimized"]["performance"]
+        assert (perf["generated"], perf["generations_reused"]) == (6 - made, made)
+        assert by_preset["balanced"]["performance"]["generated"] == 0
     finally:
         cluster.stop()
 
@@ -337,7 +382,7 @@ def _wait_for_a_call_on(store: Path, node: str | None, run: subprocess.Popen[str
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if run.poll() is not None:
-            raise AssertionError(f"the run ended first: {run.stdout.read() if run.stdout else ''}"[-4000:])
+            raise AssertionError("the run ended first: " + (store.parent.parent / "run.log").read_text()[-4000:])
         if store.exists():
             try:
                 for model, _, cond in _calls(store):
