@@ -75,7 +75,7 @@ class LocalCluster:
     def start(self, timeout: float = 300.0) -> "LocalCluster":
         ray = shutil.which("ray") or str(Path(sys.executable).parent / "ray")
         common = "--node-ip-address=127.0.0.1 --num-cpus=1 --disable-usage-stats"
-        ready, stop = self.temp / "ready", self.temp / "stop"
+        ready = self.temp / "ready"
         script = f"""
 set -e
 ip link set lo up
@@ -84,13 +84,13 @@ VLLM_CPU_OMP_THREADS_BIND=0 {ray} start --head --port={PORT} --node-name=node_a 
 VLLM_CPU_OMP_THREADS_BIND=1 {ray} start --address={ADDRESS} --node-name=node_b {common} \\
     --resources='{{"node_b": 1}}'
 touch {ready}
-while [ ! -e {stop} ]; do sleep 0.5; done
+cat >/dev/null  # until stop() closes stdin, or this test process dies and the pipe with it
 {ray} stop --force
 """
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(["unshare", "--net", "--pid", "--fork", "--mount-proc", "sh", "-c", script],
-                                         env=self.env(), stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+                                         env=self.env(), stdin=subprocess.PIPE, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while not ready.exists():
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -113,11 +113,6 @@ while [ ! -e {stop} ]; do sleep 0.5; done
         with (cwd / "run.log").open("w") as log:
             return subprocess.Popen(self.command(sys.executable, "-m", "pytest", *args), cwd=cwd, env=self.env(),
                                     stdout=log, stderr=subprocess.STDOUT, text=True)
-
-
-def _finish(run: subprocess.Popen[str], cwd: Path, timeout: float = 1800) -> str:
-    run.wait(timeout=timeout)
-    return (cwd / "run.log").read_text()
 
     def _processes(self) -> list[object]:
         import psutil
@@ -143,7 +138,8 @@ def _finish(run: subprocess.Popen[str], cwd: Path, timeout: float = 1800) -> str
     def stop(self) -> None:
         if self.proc is None:
             return
-        (self.temp / "stop").touch()
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
         try:
             self.proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
@@ -156,6 +152,11 @@ def _finish(run: subprocess.Popen[str], cwd: Path, timeout: float = 1800) -> str
             self.proc.wait(timeout=30)
         shutil.rmtree(self.temp, ignore_errors=True)
         self.proc = None
+
+
+def _finish(run: subprocess.Popen[str], cwd: Path, timeout: float = 1800) -> str:
+    run.wait(timeout=timeout)
+    return (cwd / "run.log").read_text()
 
 
 @pytest.fixture(scope="module")
