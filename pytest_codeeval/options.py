@@ -21,6 +21,8 @@ ENGINE_CHOICES = ("auto", "vllm", "server", "hf", "reference")
 # and configfile before plugins add their options, and then reads a path after
 # a space as a test path (rootdir_check.py says so when that happened).
 PATH_OPTIONS = ("--report-dir", "--datasets", "--completions", "--catalog", "--store", "--baseline", "--data-dir")
+SAMPLING_CHOICES = ("greedy", "model", "user")
+THINKING_CHOICES = ("on", "off", "model")
 
 # dest -> default of every option this plugin adds: an option given with
 # another value means the run uses the suite (activation.py).
@@ -73,13 +75,28 @@ def addoptions(parser: pytest.Parser) -> None:
     add("--hub-retries", type=int, default=0, metavar="N",
         help="when the HuggingFace hub does not answer, ask N more times with backoff (default 0: one "
              "attempt, then the datasets cache or a usage error)")
-    add("--temperature", type=float, default=0.0, help="sampling temperature (default 0: greedy)")
-    add("--top-p", type=float, default=1.0, help="nucleus sampling top-p")
+    add("--temperature", type=float, default=None,
+        help="sampling temperature (implies --sampling user; default: greedy)")
+    add("--top-p", type=float, default=None, help="nucleus sampling top-p (implies --sampling user)")
+    add("--top-k", type=int, default=None, help="top-k sampling (implies --sampling user)")
+    add("--sampling", default=None, choices=SAMPLING_CHOICES,
+        help="greedy (default), model (each model's recommended settings: the catalog's, else its "
+             "generation_config.json), user (--temperature/--top-p/--top-k)")
+    add("--thinking", default=defaults.THINKING, choices=THINKING_CHOICES,
+        help="reasoning models with a thinking switch (Qwen3): on, off, or model (each model's catalog default)")
+    add("--max-thinking-tokens", type=int, default=None, metavar="N",
+        help="thinking budget of a model that thinks, on top of each dataset's answer budget "
+             "(default: the model's catalog value)")
     add("--n-samples", type=int, default=1, metavar="N", help="samples per task (for pass@k), from SamplingParams(n=N)")
     add("--pass-k", default="1", metavar="K[,K]", help="k values for pass@k (each <= --n-samples)")
-    add("--max-new-tokens", type=int, default=None, metavar="N", help="override each dataset's generation budget")
+    add("--max-new-tokens", type=int, default=None, metavar="N",
+        help="override each dataset's answer budget (a thinking model gets its thinking budget on top)")
     add("--seed", type=int, default=defaults.SEED, help="engine-wide sampling seed")
     add("--system-prompt", default=None, metavar="TEXT", help="system prompt for chat models (default: the model's)")
+    add("--scorer-option", action="append", default=None, metavar="[DATASET:]NAME=VALUE",
+        help="set a scorer option (repeatable), for every selected dataset whose scorer has it or for one dataset; "
+             "VALUE is a TOML value, e.g. --scorer-option=bfcl_strict_format=false (overrides the catalog's "
+             "scorer_options)")
     add("--ground-truth", action="store_true",
         help="run every selected dataset's reference answers through its scorer (code: the sandbox); "
              "cases under 100%% fail")
@@ -90,15 +107,20 @@ def addoptions(parser: pytest.Parser) -> None:
     add("--fresh", action="store_true",
         help="ignore stored generations and verdicts: generate and score everything again (replacing them)")
     add("--baseline", default=None, metavar="FILE",
-        help="an earlier comparison JSON: a case fails when its score drops by more than the baseline's "
-             "confidence interval (or --max-score-drop), or its throughput by more than --max-throughput-drop; "
-             "write --baseline=FILE")
+        help="an earlier comparison JSON: a case fails when, on the items it shares with the baseline, its score "
+             "drops by more than --max-score-drop and a one-sided paired test finds the drop significant, or its "
+             "throughput drops by more than --max-throughput-drop; write --baseline=FILE")
     add("--max-score-drop", type=float, default=None, metavar="X",
-        help="with --baseline: allowed drop of the primary score, absolute (0.05 = 5 points); default: the CI")
+        help=f"with --baseline: allowed drop of the primary score, absolute (default {defaults.GATE_MAX_SCORE_DROP}: "
+             "5 points)")
     add("--min-score", type=float, default=None, metavar="X",
         help="absolute floor: a case whose primary score is below X (0..1) fails")
     add("--max-throughput-drop", type=float, default=None, metavar="R",
         help="with --baseline: a case fails when its tokens/s falls below (1 - R) x the baseline's (0.3 = 30%% slower)")
+    add("--progress-interval", dest="codeeval_progress_interval", type=float, default=defaults.PROGRESS_INTERVAL_S,
+        metavar="SECONDS",
+        help="while an engine generates: a progress line every SECONDS where there is no terminal, and in the run "
+             f"log (a terminal gets one line updated in place); 0 turns it off (default {defaults.PROGRESS_INTERVAL_S:g})")
     # Beyond one machine: Ray and shards (scale_options.py).
     from .scale_options import add_scale_options
 
@@ -125,7 +147,7 @@ class RunOptions:
     base_url: str | None
     server_model: str | None
     data_dir: str | None
-    temperature: float
+    temperature: float  # 0 unless --sampling user
     top_p: float
     n_samples: int
     pass_k: tuple[int, ...]
@@ -143,6 +165,11 @@ class RunOptions:
     min_score: float | None = None
     max_throughput_drop: float | None = None
     hub_retries: int = 0
+    scorer_options: tuple[tuple[str | None, str, Any], ...] = ()  # --scorer-option: (dataset or None, name, value)
+    sampling: str = defaults.SAMPLING  # greedy | model | user
+    top_k: int | None = None
+    thinking: str = defaults.THINKING  # on | off | model
+    max_thinking_tokens: int | None = None
 
     @property
     def pseudo_model(self) -> str | None:
@@ -178,17 +205,13 @@ def parse_options(config: pytest.Config) -> RunOptions:
             f"--pass-k {opt.pass_k}: every k must be between 1 and --n-samples ({n_samples}). "
             f"Raise --n-samples to at least {max(pass_k)} or lower k."
         )
-    if opt.temperature < 0:
-        raise CodeevalError(f"--temperature must be >= 0, got {opt.temperature}.")
-    if n_samples > 1 and opt.temperature == 0:
-        raise CodeevalError(
-            f"--n-samples {n_samples} with --temperature 0 gives {n_samples} identical greedy samples. "
-            "Set --temperature (e.g. 0.8) for pass@k."
-        )
+    sampling = _sampling_options(opt, n_samples)
     if opt.max_new_tokens is not None and opt.max_new_tokens < 1:
         raise CodeevalError(f"--max-new-tokens must be at least 1, got {opt.max_new_tokens}.")
     if opt.hub_retries < 0:
         raise CodeevalError(f"--hub-retries must be 0 or more, got {opt.hub_retries}.")
+    if opt.max_thinking_tokens is not None and opt.max_thinking_tokens < 0:
+        raise CodeevalError(f"--max-thinking-tokens must be >= 0, got {opt.max_thinking_tokens}.")
 
     completions = Path(opt.completions).expanduser().resolve() if opt.completions else None
     if completions is not None and not completions.is_file():
@@ -224,8 +247,6 @@ def parse_options(config: pytest.Config) -> RunOptions:
         base_url=opt.base_url,
         server_model=opt.server_model,
         data_dir=opt.data_dir,
-        temperature=float(opt.temperature),
-        top_p=float(opt.top_p),
         n_samples=n_samples,
         pass_k=pass_k,
         max_new_tokens=opt.max_new_tokens,
@@ -236,6 +257,10 @@ def parse_options(config: pytest.Config) -> RunOptions:
         data_parallel=_data_parallel(opt.data_parallel),
         markexpr=(opt.markexpr or "").strip(),
         hub_retries=int(opt.hub_retries),
+        scorer_options=_scorer_options(getattr(opt, "scorer_option", None)),
+        thinking=opt.thinking,
+        max_thinking_tokens=opt.max_thinking_tokens,
+        **sampling,
         **_gating_options(opt),
     )
 
@@ -244,6 +269,32 @@ def _data_parallel(value: int | None) -> int | None:
     if value is not None and value < 1:
         raise CodeevalError(f"--data-parallel must be at least 1, got {value}.")
     return value
+
+
+def _sampling_options(opt: Any, n_samples: int) -> dict[str, Any]:
+    """--sampling and the values it takes: greedy (the default), model, or user
+    (implied by --temperature, --top-p or --top-k)."""
+    given = {k: getattr(opt, k) for k in ("temperature", "top_p", "top_k") if getattr(opt, k) is not None}
+    mode = opt.sampling or ("user" if given else defaults.SAMPLING)
+    flags = ", ".join(f"--{k.replace('_', '-')}" for k in given)
+    if mode != "user" and given:
+        raise CodeevalError(f"--sampling {mode} takes no {flags}: those are --sampling user's. "
+                            f"Use --sampling user, or leave {flags} out.")
+    temperature = float(given.get("temperature", 0.0 if mode != "user" else 1.0))
+    if temperature < 0:
+        raise CodeevalError(f"--temperature must be >= 0, got {temperature}.")
+    top_p = float(given.get("top_p", 1.0))
+    if not 0.0 < top_p <= 1.0:
+        raise CodeevalError(f"--top-p must be in (0, 1], got {top_p}.")
+    top_k = given.get("top_k")
+    if top_k is not None and top_k < 0:
+        raise CodeevalError(f"--top-k must be >= 0 (0: off), got {top_k}.")
+    if n_samples > 1 and (mode == "greedy" or (mode == "user" and temperature == 0)):
+        raise CodeevalError(
+            f"--n-samples {n_samples} with greedy decoding gives {n_samples} identical samples. "
+            "Use --sampling model, or --temperature (e.g. 0.8) for pass@k."
+        )
+    return {"sampling": mode, "temperature": temperature, "top_p": top_p, "top_k": top_k}
 
 
 def _gating_options(opt: Any) -> dict[str, Any]:
@@ -262,6 +313,12 @@ def _gating_options(opt: Any) -> dict[str, Any]:
         "fresh": bool(opt.fresh), "baseline": baseline, "max_score_drop": opt.max_score_drop,
         "min_score": opt.min_score, "max_throughput_drop": opt.max_throughput_drop,
     }
+
+
+def _scorer_options(raw: list[str] | None) -> tuple[tuple[str | None, str, Any], ...]:
+    from .scoring.options import parse_run_option
+
+    return tuple(parse_run_option(r) for r in raw or [])
 
 
 def _parse_samples(raw: str | None) -> int | None:

@@ -32,6 +32,7 @@ class Case:
     dataset: str
     categories: tuple[str, ...] = ()
     multi_preset: bool = False
+    engine_model: str = ""  # the model whose engine serves this case: a LoRA adapter's base ("": the model)
 
     @property
     def id(self) -> str:
@@ -41,14 +42,17 @@ class Case:
 
     @property
     def engine_key(self) -> str:
-        """Identifies one loaded engine: a model under a preset."""
-        return f"{self.model}{ENGINE_KEY_SEP}{self.preset}"
+        """Identifies one loaded engine: a model under a preset.  A base model
+        and its LoRA adapters share one: one load serves them all."""
+        return f"{self.engine_model or self.model}{ENGINE_KEY_SEP}{self.preset}"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["id"] = self.id
         d["categories"] = list(self.categories)
         d.pop("multi_preset")
+        if not d["engine_model"] or d["engine_model"] == self.model:
+            d.pop("engine_model")
         return d
 
 
@@ -91,8 +95,13 @@ def build_cases(catalog: Catalog, options: RunOptions) -> list[Case]:
         and (not options.datasets or d in options.datasets)
     ]
     multi = len(options.presets) > 1
+
+    def engine_model(m: str) -> str:
+        spec = None if pseudo else catalog.models.get(m)
+        return spec.engine_model if spec is not None and spec.base else ""
+
     return [
-        Case(model=m, preset=p, dataset=d, categories=cats, multi_preset=multi)
+        Case(model=m, preset=p, dataset=d, categories=cats, multi_preset=multi, engine_model=engine_model(m))
         for p in options.presets
         for (m, d, cats) in cases
     ]
@@ -158,16 +167,22 @@ def summary_line(cases: list[Case], presets: tuple[str, ...]) -> str:
     )
 
 
-def write_plan(path: Path, cases: list[Case], options: RunOptions, label: str, n_items: dict[str, int]) -> None:
+def write_plan(path: Path, cases: list[Case], options: RunOptions, label: str, n_items: dict[str, int],
+               generation: dict[str, dict[str, Any]] | None = None) -> None:
+    """``generation``: per case id, how it generates (generation.plan_entry)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    generation = generation or {}
     payload = {
         "label": label,
         "presets": list(options.presets),
         "engine": options.engine,
         "samples": options.samples,
         "n_samples": options.n_samples,
+        "thinking": options.thinking,
+        "sampling": options.sampling,
         "summary": summary_line(cases, options.presets),
-        "cases": [{**c.to_dict(), "n_items": n_items.get(c.dataset)} for c in cases],
+        "cases": [{**c.to_dict(), "n_items": n_items.get(c.dataset), "generation": generation.get(c.id)}
+                  for c in cases],
     }
     path.write_text(json.dumps(payload, indent=2) + "\n")
 
@@ -186,8 +201,9 @@ def write_dry_run_plan(state: Any) -> list[tuple[str, bool]]:
     for d in state.unavailable:  # not here: the count the catalog knows, capped by --samples
         known = state.catalog.dataset(d).n_items or None
         n_items[d] = min(known, o.samples) if known and o.samples else known
-    write_plan(path, state.selected, o, label, n_items)
+    write_plan(path, state.selected, o, label, n_items, {c.id: state.generation_plan(c) for c in state.selected})
     lines = [(summary_line(state.selected, o.presets), False)]
     lines += [(why.dry_run_line(name), True) for name, why in state.unavailable.items()]
+    lines += [(f"codeeval: WARNING: {note}", True) for note in state.notes]
     lines.append((f"codeeval plan written to {path}", False))
     return lines

@@ -65,6 +65,9 @@ def _activate(config: pytest.Config) -> CodeevalSession:
 
         config.pluginmanager.register(ResultCollector(state.record, lambda cid: cid in state.results),
                                       "codeeval-results")
+    from .interrupt import register as register_guard
+
+    register_guard(config, state)  # SIGTERM like Ctrl-C, engine supervision, leftovers swept (once the suite runs)
     return state
 
 
@@ -207,7 +210,10 @@ def codeeval_engine(request: pytest.FixtureRequest) -> Generator[Any, None, None
     engine = state.caching_engine(request.param)
     try:
         if _one_submission(request.config):
-            engine.generate(state.engine_requests(request.param))
+            from .progress import call_progress, reporting
+
+            with reporting(call_progress(request.config, request.param)):  # the engine reports its call's progress
+                engine.generate(state.engine_requests(request.param))
         yield engine
     finally:
         engine.close()
@@ -235,7 +241,10 @@ def codeeval_run(request: pytest.FixtureRequest, codeeval: CodeevalSession) -> C
         inputs = codeeval.case_inputs(case)
         scorer = codeeval.stored_scorer(case.dataset)
         call = lambda: run_case(inputs, engine, scorer)  # noqa: E731
-        result: CaseResult = bench.pedantic(call, rounds=1, iterations=1) if bench is not None else call()
+        from .progress import call_progress, reporting
+
+        with reporting(call_progress(request.config, case.id)):  # a case's own engine call, if it makes one
+            result: CaseResult = bench.pedantic(call, rounds=1, iterations=1) if bench is not None else call()
         request.node.stash[RESULT_KEY] = result
         _record_properties(request.node, result)
         if bench is not None:
@@ -258,6 +267,11 @@ def _benchmark(request: pytest.FixtureRequest) -> Any:
     except pytest.FixtureLookupError:
         return None
     return None if getattr(bench, "disabled", False) else bench
+
+
+def _xdist_workers(config: pytest.Config) -> int:
+    worker = getattr(config, "workerinput", None)
+    return int(worker.get("workercount", 1)) if worker is not None else 1
 
 
 def _xdist_active(config: pytest.Config) -> bool:
@@ -299,10 +313,11 @@ def _gate(state: CodeevalSession, result: CaseResult) -> None:
     gate = state.durable.gate if state.durable is not None else None
     if gate is None or not gate.active:
         return
-    from .gating import check_case, failure_message
+    from .gating import apply, failure_message
 
-    regressions = check_case(result, gate)
-    result.gating = regressions
+    # xdist workers without GPUs of their own generate on the same CPU at the same time
+    shared = _xdist_workers(state.config) > 1 and not result.performance.devices
+    regressions = apply(result, gate, shared)  # result.gating keeps every finding, notes included
     if regressions:
         result.status = "failed"
         pytest.fail(failure_message(regressions), pytrace=False)

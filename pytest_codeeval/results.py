@@ -15,10 +15,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-# Verdict kinds that say nothing about the model: the harness could not
-# judge the sample (sandbox_error), or its outcome would have been decided by
-# the sample itself (unverified).  They are kept out of n and counted apart.
-NOT_JUDGED = frozenset({"sandbox_error", "unverified"})
+# Verdict kinds that say nothing about the model: the harness could not judge
+# the sample (sandbox_error).  They are kept out of n and counted apart.
+# ("unverified", a sample whose outcome only the sample itself could have
+# decided, is never a pass and stays in n: were it left out, a sample could
+# lift its model's score by making its own test unverifiable; it is counted
+# apart too.)
+NOT_JUDGED = frozenset({"sandbox_error"})
+UNVERIFIED = "unverified"
 
 STATUSES = ("passed", "failed", "error")
 
@@ -121,8 +125,11 @@ class CaseResult:
     started_at: float = 0.0
     wall_s: float = 0.0
     error: str | None = None  # why the case could not run (status "error")
+    cut_short: str | None = None  # its engine died during the run (EngineDied): why (interrupt.py marks it)
     ci: dict[str, Any] | None = None  # 95% interval of the score (filled by the comparison)
-    gating: list[dict[str, Any]] | None = None  # regressions found by the gate (None: not gated)
+    # The gate's findings (None: not gated): regressions ("regression": true, the case fails)
+    # and notes (the paired test's figures, a sample too small to detect the allowed drop).
+    gating: list[dict[str, Any]] | None = None
     sample_log: str | None = None  # relative path of the per-sample log (filled by the report writer)
     samples: list[SampleRow] = field(default_factory=list)
 
@@ -143,10 +150,10 @@ class CaseResult:
         return cls(**values)
 
     @classmethod
-    def errored(cls, case: dict[str, Any], error: str) -> "CaseResult":
+    def errored(cls, case: dict[str, Any], error: str, cut_short: str | None = None) -> "CaseResult":
         """A case that could not run (its model did not load, its engine died)."""
         return cls(case_id=case["id"], model=case["model"], preset=case["preset"], dataset=case["dataset"],
-                   categories=list(case.get("categories", [])), status="error", error=error)
+                   categories=list(case.get("categories", [])), status="error", error=error, cut_short=cut_short)
 
     @property
     def completed(self) -> bool:
@@ -162,4 +169,4 @@ def performance_fields() -> tuple[str, ...]:
     return tuple(f.name for f in fields(Performance))
 
 
-__all__ = ["CaseResult", "SampleRow", "Performance", "NOT_JUDGED", "STATUSES", "case_fields", "performance_fields"]
+__all__ = ["CaseResult", "SampleRow", "Performance", "NOT_JUDGED", "UNVERIFIED", "STATUSES", "case_fields", "performance_fields"]

@@ -79,7 +79,7 @@ def run_case(inputs: CaseInputs, engine: CachingEngine, scorer: StoredScorer) ->
         not_judged=sum(v.verdict in NOT_JUDGED for v in flat),
         cut_off=sum(g.finish_reason == "length" for g in gens) / len(gens) if gens else None,
         unclosed_thinking=sum(not s.complete for s in splits) / len(splits) if splits else None,
-        scorer=judge.describe(),
+        scorer={**judge.describe(), **({"options": dict(ctx.options)} if ctx.options else {})},
         prompt_template_hash=template_hash(inputs.dataset.task_type),
         sampling=inputs.requests[0].sampling.to_dict() if inputs.requests else {},
         engine=engine.describe(),

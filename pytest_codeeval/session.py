@@ -10,6 +10,7 @@ only holds hooks that delegate here.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -18,19 +19,19 @@ from typing import Any
 
 import pytest
 
-from . import defaults
+from . import defaults, generation
 from .catalog import Catalog, DatasetSpec, ModelSpec, load_catalog
 from .datasets import LoadContext, load_dataset
-from .engines.base import Engine, Request, SamplingConfig
+from .engines.base import Adapter, Engine, Request, SamplingConfig
 from .engines.cached import CachingEngine
 from .engines.parallel import DataParallelEngine
 from .engines.recipe import EngineRecipe
 from .errors import CodeevalError, DatasetUnavailable
-from .identity import generation_identity
+from .identity import adapter_sha, generation_identity
 from .items import Item
 from .options import RunOptions, parse_options
 from .placement import Placement, parse_gpus
-from .plan import Case, build_cases, marker_lines, split_engine_key
+from .plan import ENGINE_KEY_SEP, Case, build_cases, marker_lines, split_engine_key
 from .prompts import build_prompt
 from .results import CaseResult
 from .runner import CaseInputs
@@ -67,6 +68,7 @@ class CodeevalSession:
     cases: list[Case] = field(default_factory=list)
     selected: list[Case] = field(default_factory=list)
     unavailable: dict[str, DatasetUnavailable] = field(default_factory=dict)  # dataset -> why (dry runs only)
+    notes: list[str] = field(default_factory=list)  # warnings about the plan's settings (generation.py)
     load_ctx: LoadContext = field(default_factory=LoadContext)
     placement: Placement = field(default_factory=lambda: Placement(()))
     durable: Durable | None = None
@@ -76,6 +78,7 @@ class CodeevalSession:
     report_paths: dict[str, Path] = field(default_factory=dict)
     _items: dict[str, list[Item]] = field(default_factory=dict)
     _completions: dict[str, list[str]] | None = None
+    _adapters: dict[str, Adapter] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> "CodeevalSession":
@@ -130,6 +133,11 @@ class CodeevalSession:
             self._items[dataset] = load_dataset(self.catalog.dataset(dataset), self.load_ctx)
         return self._items[dataset][: self.options.samples]
 
+    def all_items(self, dataset: str) -> list[Item]:
+        """Every item of the dataset, --samples or not (the gate hashes a baseline's first n)."""
+        self.items(dataset)
+        return self._items[dataset]
+
     def prepare(self, cases: list[Case], dry_run: bool = False) -> None:
         """Load every selected dataset and check the completions file, so bad
         input is a usage error before any model loads.  A dry run
@@ -146,6 +154,7 @@ class CodeevalSession:
                     f"--engine server needs the address of an OpenAI-compatible server for model {model!r}: give "
                     "--base-url=http://127.0.0.1:8000/v1 (several, comma-separated, for replicas) or base_urls "
                     f"in [tool.codeeval.models.{model}].")
+        self._check_scorer_options(cases)
         for dataset in dict.fromkeys(c.dataset for c in cases):
             get_scorer(self.catalog.dataset(dataset).scorer)  # a scorer that cannot be built is a usage error now
             try:
@@ -154,6 +163,7 @@ class CodeevalSession:
                 if not dry_run:
                     raise
                 self.unavailable[dataset] = e
+        self.check_generation(cases)
         if self.options.completions is not None and not self.unavailable:
             from .engines.replay import check_completions
 
@@ -162,6 +172,19 @@ class CodeevalSession:
             # every dataset cannot tell; the real run checks.
             known = {item.id for items in self._items.values() for item in items}
             check_completions(self.completions(), known, self.options.completions)
+
+    def _check_scorer_options(self, cases: list[Case]) -> None:
+        """Every --scorer-option reaches a selected dataset and fits its scorer: a usage error now."""
+        if not self.options.scorer_options:
+            return
+        from .registry import SCORERS
+        from .scoring.options import check_run_options
+
+        datasets = list(dict.fromkeys(c.dataset for c in cases))
+        check_run_options(self.options.scorer_options,
+                          {d: SCORERS.get(self.catalog.dataset(d).scorer) for d in datasets}, datasets)
+        for d in datasets:
+            self.scorer_options(d)
 
     def completions(self) -> dict[str, list[str]]:
         if self._completions is None:
@@ -172,26 +195,67 @@ class CodeevalSession:
         return self._completions
 
     # -- requests ------------------------------------------------------
-    def sampling(self, dataset: DatasetSpec) -> SamplingConfig:
-        o = self.options
-        return SamplingConfig(
-            temperature=o.temperature, top_p=o.top_p,
-            max_new_tokens=o.max_new_tokens or dataset.max_new_tokens, n=o.n_samples, seed=o.seed,
-        )
+    def sampling(self, dataset: DatasetSpec, model: ModelSpec) -> SamplingConfig:
+        """Thinking, budget and sampling of the model's requests on the dataset (generation.py)."""
+        options = self.options
+        if model.name in PSEUDO_MODELS:  # reference and replay have nothing to switch
+            options = dataclasses.replace(options, thinking="model")
+        return generation.sampling_config(model, dataset, options)
 
     def requests(self, case: Case) -> list[Request]:
         """One request per item of the case's dataset, in item order."""
         dataset, model = self.catalog.dataset(case.dataset), self.model_spec(case.model)
-        sampling = self.sampling(dataset)
-        return [Request(build_prompt(item, dataset, model, self.options.system_prompt), item, sampling)
+        sampling, adapter = self.sampling(dataset, model), self.adapter(model)
+        return [Request(build_prompt(item, dataset, model, self.options.system_prompt), item, sampling, adapter)
                 for item in self.items(case.dataset)]
+
+    def adapter(self, model: ModelSpec) -> Adapter | None:
+        """A LoRA adapter entry's adapter (its local folder hashed once)."""
+        if not model.adapter:
+            return None
+        if model.name not in self._adapters:
+            folder = Path(model.adapter).expanduser()
+            sha = adapter_sha(folder) if folder.is_dir() else ""
+            self._adapters[model.name] = Adapter(name=model.name, source=str(folder) if folder.is_dir() else model.adapter,
+                                                 revision=model.adapter_revision, sha256=sha)
+        return self._adapters[model.name]
+
+    def max_model_len(self, case: Case) -> int | None:
+        """The context the case's model runs with: the preset may cap it; a server runs with its own."""
+        if self.options.pseudo_model is not None:
+            return None
+        model = self.catalog.model(case.engine_model or case.model)
+        if self.options.engine != "vllm":
+            return model.max_model_len
+        return int(self.catalog.engine_settings(model, self.catalog.preset(case.preset))["max_model_len"])
+
+    def generation_plan(self, case: Case) -> dict[str, Any]:
+        """The dry-run plan's ``generation`` object of a case."""
+        sampling = self.sampling(self.catalog.dataset(case.dataset), self.model_spec(case.model))
+        return generation.plan_entry(sampling, self.max_model_len(case))
+
+    def check_generation(self, cases: list[Case]) -> None:
+        """Before any load: thinking a model cannot take, or a budget its context cannot hold,
+        is a usage error; what deserves a warning is kept in ``notes`` (shown with the plan)."""
+        for note in generation.check_cases(self, cases):
+            if note not in self.notes:
+                self.notes.append(note)
 
     def case_inputs(self, case: Case) -> CaseInputs:
         return CaseInputs(
             case_id=case.id, model=self.model_spec(case.model), preset=case.preset,
             dataset=self.catalog.dataset(case.dataset), requests=self.requests(case), ks=self.options.pass_k,
-            categories=case.categories,
+            categories=case.categories, scorer_options=self.scorer_options(case.dataset),
         )
+
+    def scorer_options(self, dataset: str) -> dict[str, Any]:
+        """The dataset's scorer options: the catalog's, then --scorer-option (scoring/options.py)."""
+        from .registry import SCORERS
+        from .scoring.options import resolve
+
+        spec = self.catalog.dataset(dataset)
+        return resolve(dataset, spec.scorer, SCORERS.get(spec.scorer), spec.scorer_options,
+                       self.options.scorer_options)
 
     # -- engines and scorers ------------------------------------------
     def parallelism(self, model_name: str) -> tuple[int, int]:
@@ -220,7 +284,12 @@ class CodeevalSession:
             return EngineRecipe(kind, completions=self.completions())
         model = self.catalog.model(model_name)
         settings = self.catalog.engine_settings(model, self.catalog.preset(preset_name))
-        return EngineRecipe(kind, model, settings, self.engine_options())
+        engine_key = f"{model_name}{ENGINE_KEY_SEP}{preset_name}"
+        # The LoRA adapters its cases ask for: the engine loads its base with LoRA enabled.
+        adapters = {c.model: self.adapter(self.catalog.model(c.model)) for c in self.selected
+                    if c.engine_key == engine_key}
+        options = {**self.engine_options(), "adapters": [a for a in adapters.values() if a is not None]}
+        return EngineRecipe(kind, model, settings, options)
 
     def engine_options(self) -> dict[str, Any]:
         o = self.options
@@ -258,7 +327,7 @@ class CodeevalSession:
         from .store import open_store
 
         o = self.options
-        gate = gate_options(o)
+        gate = gate_options(o, self)  # a baseline of other data, prompts or sampling is a usage error here
         ensure_writable(self.report_dir)
         remote = None
         if self.scale.ray_address and "workerid" not in worker and not self.config.option.setupplan:

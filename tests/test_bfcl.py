@@ -292,7 +292,8 @@ def hand_item(category: str = "simple", truth: list[dict[str, Any]] = TRUTH) -> 
     [
         ("[geo.distance(a='New York, NY', b='Boston', scale=2.0, stops=[1, 2])]", True),
         ("geo.distance(a='New York, NY', b='Boston', scale=2.0, stops=[1, 2])", True),  # bare call
-        ("```python\n[geo.distance(a='new york ny', b='BOSTON', scale=2, stops=[1, 2])]\n```", True),  # fence, case, int for float
+        ("```\n[geo.distance(a='new york ny', b='BOSTON', scale=2, stops=[1, 2])]\n```", True),  # bare fence, case, int for float
+        ("```python\n[geo.distance(a='New York, NY', b='Boston', scale=2.0, stops=[1, 2])]\n```", False),  # tagged fence: BFCL fails it
         ("[geo.distance(a='New York, NY', b='Boston', unit='km', scale=2.0, stops=[1, 2])]", True),  # optional given
         ("[geo.distance(a='New York, NY', b='Boston', unit='mi', scale=2.0, stops=[1, 2])]", False),
         ("[geo.distance(a='New York, NY', scale=2.0, stops=[1, 2])]", False),  # missing required
@@ -315,12 +316,17 @@ def test_fc_mode_expects_underscored_names() -> None:
     assert score([hand_item()], [text], bfcl_underscore_to_dot=True) == [True]
 
 
-def test_strict_format_reads_replies_exactly_as_bfcl() -> None:
+def test_strict_format_is_the_default_and_the_relaxed_reading_an_option() -> None:
+    """BFCL strips bare backticks only: a fence with a language tag, or prose
+    around a fence, fails by default, as on the leaderboard; the relaxed
+    reading (bfcl_strict_format=false) reads inside the fence."""
     fenced = "```python\n[other(x=1)]\n```"
+    prose = "Here you go:\n```\n[other(x=1)]\n```\nDone."
     item = hand_item("multiple", [{"other": {"x": [1]}}])
-    assert score([item], [fenced]) == [True]
-    assert score([item], [fenced], bfcl_strict_format=True) == [False]
-    assert score([item], ["```\n[other(x=1)]\n```"], bfcl_strict_format=True) == [True]
+    assert score([item, item], [fenced, prose]) == [False, False]
+    assert score([item, item], [fenced, prose], bfcl_strict_format=True) == [False, False]
+    assert score([item, item], [fenced, prose], bfcl_strict_format=False) == [True, True]
+    assert score([item], ["```\n[other(x=1)]\n```"]) == [True]  # a bare fence is BFCL's too
 
 
 def test_parallel_matches_in_any_order_each_call_once() -> None:

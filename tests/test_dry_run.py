@@ -115,9 +115,12 @@ def mbpp_test_rows() -> list[dict[str, Any]]:
 
 def cache_with_bfcl_simple(tmp_path: Path) -> None:
     """huggingface_hub's cache holding the two BFCL simple files, as
-    hf_hub_download leaves them: refs/main names a snapshot folder."""
+    hf_hub_download leaves them: a snapshot folder named by the commit the
+    catalog pins (and refs/main naming it)."""
+    from pytest_codeeval.catalog import load_catalog
+
     repo = tmp_path / "hf" / "hub" / f"datasets--{BFCL_REPO.replace('/', '--')}"
-    commit = "a" * 40
+    commit = load_catalog().dataset("bfcl_simple").revision or "a" * 40
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text(commit)
     snapshot = repo / "snapshots" / commit

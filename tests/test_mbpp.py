@@ -159,7 +159,8 @@ def test_malformed_sanitized_file_is_a_dataset_error(catalog, tmp_path: Path) ->
 # not share (or change) the test runner's interpreter.  It mirrors the judge:
 # the tests run in their own namespace where the entry point's name is bound
 # to the candidate; a test that needs the program's own names (task 367's
-# Node) runs next to the program, as the sandbox's fallback mode does.
+# Node) runs next to the program here (the sandbox hands the judge those
+# names as handles instead: trusted code here, untrusted there).
 RUNNER = r'''
 import json, sys
 results = {}

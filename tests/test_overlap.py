@@ -30,3 +30,56 @@ def test_disjoint_gpus_other_hosts_and_resumed_cases_are_not_marked() -> None:
     assert b.performance.overlapped_with == [] and c.performance.overlapped_with == []
     assert d.performance.overlapped_with is None
     assert a.performance.overlapped_with == ["j@x"] and e.performance.overlapped_with == ["m@balanced"]
+
+
+# -- the reports and the gate under overlap -----------------------------------------------------------
+
+def _two_presets(overlap: bool) -> list:
+    from synthetic import case
+
+    cases = [case("m", d, preset=p, multi=True, seed=1, tokens_per_s=tps)
+             for p, tps in (("balanced", 50.0), ("performance", 4.0)) for d in ("humaneval", "mbpp")]
+    for c in cases:
+        c.performance.windows = [[0.0, 10.0]] if overlap else [[0.0, 10.0] if c.preset == "balanced" else [20.0, 30.0]]
+        c.performance.host, c.performance.memory_kind = "h", "cpu_rss"
+    mark_overlaps(cases)
+    return cases
+
+
+def test_overlapping_presets_get_no_speed_claim_and_are_flagged(tmp_path) -> None:
+    from synthetic import write
+
+    out = write(_two_presets(overlap=True), tmp_path, presets=["balanced", "performance"])
+    comp = out["comparison"]
+    assert set(comp["timing"]["overlapped"]) == {c["case_id"] for c in comp["cases"]}
+    assert all(r["tokens_per_s"] is None and r["overlapped_with"]
+               for r in comp["presets_compared"]["m"].values())
+    assert "faster" not in comp["recommendation"] and "tokens/s" not in comp["recommendation"]
+    plots = {p.name for p in out["paths"]["plots"].iterdir()}
+    assert not any("throughput" in p or "score_vs_speed" in p for p in plots)
+    md = out["paths"]["markdown"].read_text()
+    assert "50.0 ⚠" in md and "not comparable" in md and "--gpus" in md
+
+
+def test_presets_run_one_after_another_are_compared_normally(tmp_path) -> None:
+    from synthetic import write
+
+    out = write(_two_presets(overlap=False), tmp_path, presets=["balanced", "performance"])
+    comp = out["comparison"]
+    assert comp["timing"]["overlapped"] == {}
+    speeds = {p: r["tokens_per_s"] for p, r in comp["presets_compared"]["m"].items()}
+    assert speeds == {"balanced": 50.0, "performance": 4.0}
+    assert "⚠" not in out["paths"]["markdown"].read_text().split("## Performance")[1].split("## Presets")[0]
+
+
+def test_the_throughput_gate_skips_shared_timings() -> None:
+    from pytest_codeeval.gating import GateOptions, check_case
+
+    now = _two_presets(overlap=False)[0]
+    baseline = {("m", "balanced", "humaneval"): now.to_dict(samples=False)}  # the same case at 50 tokens/s
+    now.performance.tokens_per_s = 10.0
+    gate = GateOptions(baseline=baseline, baseline_path="b.json", max_score_drop=0.05, min_score=None,
+                       max_throughput_drop=0.3)
+    assert [f["kind"] for f in check_case(now, gate) if f["regression"]] == ["throughput"]
+    kinds = [f["kind"] for f in check_case(now, gate, shared_timing=True)]
+    assert "throughput" not in kinds and "throughput_not_gated" in kinds

@@ -76,3 +76,15 @@ def test_data_parallel_replicas_split_the_prompts(suite: pytest.Pytester) -> Non
     cases = _cases(suite.path, "custom_balanced")
     assert all(c["score"] == 1.0 and c["performance"]["devices"] == [0, 1] for c in cases)
     assert cases[0]["engine"]["data_parallel"] == 2 and cases[0]["engine"]["replica_devices"] == [["0"], ["1"]]
+
+
+@pytest.mark.slow
+def test_data_parallel_with_two_real_vllm_engines(suite: pytest.Pytester) -> None:
+    """Two vLLM (CPU) replicas of SmolLM2 in one process, each with its own engine core, split a case's prompts."""
+    result = suite.runpytest_subprocess("-q", "-p", "no:cacheprovider", "--models=smollm2_135m_instruct",
+                                        "--datasets=reasoning_sample", "--samples=4", "--max-new-tokens=24",
+                                        "--data-parallel=2", timeout=1500)
+    assert result.ret == 0, result.stdout.str()[-3000:]
+    (case,) = _cases(suite.path, "custom_balanced")
+    assert case["engine"]["data_parallel"] == 2 and case["engine"]["kind"] == "vllm"
+    assert case["performance"]["completion_tokens"] > 0 and case["performance"]["tokens_per_s"] > 0

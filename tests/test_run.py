@@ -5,12 +5,15 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import shutil
+import sys
 from pathlib import Path
 
 import psutil
 import pytest
 
 from helpers import SANDBOX_CASES
+from sandbox_checks import ipc_objects, sandbox_uids_with_keys
 
 
 def _comparison(root: Path, name: str) -> dict:
@@ -81,8 +84,8 @@ def test_hostile_samples_score_exactly_as_expected(suite: pytest.Pytester) -> No
     before = set(os.listdir(suite.path))
     _become_subreaper()
     result = suite.runpytest_subprocess(
-        f"--datasets={SANDBOX_CASES / 'tasks.jsonl'}", f"--completions={SANDBOX_CASES / 'samples.jsonl'}",
-        timeout=600,
+        "-p", "no:cacheprovider", f"--datasets={SANDBOX_CASES / 'tasks.jsonl'}",
+        f"--completions={SANDBOX_CASES / 'samples.jsonl'}", timeout=600,
     )
     assert result.ret == 0, result.stdout.str() + result.stderr.str()
     rows = {r["task_id"]: r for r in _samples(suite.path, "replay__tasks")}
@@ -98,6 +101,53 @@ def test_hostile_samples_score_exactly_as_expected(suite: pytest.Pytester) -> No
     harness = {"reports", "stdout", "stderr", ".cache", ".config", ".benchmarks", "runpytest-0", "runpytest-current"}
     assert set(os.listdir(suite.path)) - before <= harness
     result.stdout.fnmatch_lines(["codeeval sandbox: bubblewrap*"])  # the isolation level, in the header
+
+
+# pytest, printing its own peak RSS as it exits
+PEAK_RSS = ("import atexit, resource, runpy, sys\n"
+            "atexit.register(lambda: print('codeeval-judge-peak-rss-kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))\n"
+            "sys.argv = ['pytest', *sys.argv[1:]]\nrunpy.run_module('pytest', run_name='__main__')\n")
+
+
+@pytest.mark.skipif(not (SANDBOX_CASES / "judge-and-state").is_dir(), reason="../shared/sandbox-cases is not present")
+def test_judge_and_state_samples_score_as_expected_on_one_core(suite: pytest.Pytester) -> None:
+    """Issue 10's second set, run as a user would, pinned to one core (so every
+    sample shares a server with the ones before it): every verdict as expected,
+    the run finishes, the judge stays small, and nothing is left behind:
+    no process, no SysV IPC object, no key in a kernel keyring, no file."""
+    cases = SANDBOX_CASES / "judge-and-state"
+    expected = json.loads((cases / "expected.json").read_text())
+    before = set(os.listdir(suite.path))
+    ipc_before = ipc_objects()
+    tmp_before = set(os.listdir("/tmp"))
+    _become_subreaper()
+    taskset = shutil.which("taskset")
+    pin = [taskset, "-c", "0"] if taskset else []
+    result = suite.run(*pin, sys.executable, "-c", PEAK_RSS, "-p", "no:cacheprovider",
+                       f"--datasets={cases / 'tasks.jsonl'}", f"--completions={cases / 'samples.jsonl'}", timeout=600)
+    assert result.ret == 0, result.stdout.str() + result.stderr.str()
+    # the judge's own memory (the pytest process): a few hundred MB at most
+    [peak] = [line.split()[1] for line in result.stdout.lines if line.startswith("codeeval-judge-peak-rss-kib ")]
+    assert int(peak) < 400 * 1024, peak
+    rows = _samples(suite.path, "replay__tasks")
+    by_task: dict[str, list[dict]] = {}
+    for r in sorted(rows, key=lambda r: r["sample"]):
+        by_task.setdefault(r["task_id"], []).append(r)
+    assert set(by_task) == set(expected)  # every sample got a verdict
+    for task, exp in expected.items():
+        want = exp["passed"] if isinstance(exp["passed"], list) else [exp["passed"]]
+        assert [r["passed"] for r in by_task[task]] == want, (task, [r["detail"] for r in by_task[task]])
+        assert {r["verdict"] for r in by_task[task]} <= set(exp["verdicts"]), (task, by_task[task][0]["detail"])
+    _reap_zombies()
+    assert [p for p in psutil.Process().children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE] == []
+    assert ipc_objects() == ipc_before
+    if os.geteuid() == 0:  # every sandbox uid, as it sees its own keys (what `keyctl show` would list)
+        assert sandbox_uids_with_keys() == {}
+    # (others may write to /tmp meanwhile: look for what these samples and our servers would leave)
+    new = set(os.listdir("/tmp")) - tmp_before
+    assert not {f for f in new if f in (".kb_is_lucky", ".left_behind") or f.startswith("codeeval-sandbox-")}
+    harness = {"reports", "stdout", "stderr", ".cache", ".config", ".benchmarks", "runpytest-0", "runpytest-current"}
+    assert set(os.listdir(suite.path)) - before <= harness
 
 
 def test_xdist_controller_collects_results_from_workers(suite: pytest.Pytester) -> None:

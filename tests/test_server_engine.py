@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
@@ -21,7 +17,7 @@ from pytest_codeeval.engines.base import SamplingConfig
 from pytest_codeeval.engines.server import ServerEngine, normalize_base_url
 from pytest_codeeval.errors import EngineError
 from pytest_codeeval.items import Prompt
-from helpers import requests_for
+from helpers import free_port, requests_for, running_vllm_server
 
 
 MODEL = ModelSpec(name="stub_model", hf_id="org/stub-model", kind="chat", family="stub",
@@ -33,12 +29,6 @@ def options(base_url: str | None, **extra: Any) -> dict[str, Any]:
                             "seed": 1234, "concurrency": 8, "timeout_s": 10.0, "backoff_s": 0.01, "retries": 3}
     opts.update(extra)
     return opts
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Stub:
@@ -265,44 +255,8 @@ def test_requests_run_concurrently_but_bounded() -> None:
 
 @pytest.fixture(scope="module")
 def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    pytest.importorskip("vllm")
-    from pytest_codeeval.engines import smollm2
-
-    model_dir = smollm2.prepare()
-    port = free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
-             "--served-model-name", "smol", "--host", "127.0.0.1", "--port", str(port), "--enforce-eager",
-             "--max-model-len", "2048", "--max-num-seqs", "32"],
-            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 600  # ~45 s on a quiet machine; a shared CI box is slower
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"vLLM server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"vLLM server not ready after 600 s:\n{log.read_text()[-3000:]}")
-            time.sleep(2)
+    with running_vllm_server(tmp_path_factory.mktemp("server")) as url:
         yield url
-    finally:
-        # Its own session: the engine core child goes with it.
-        os.killpg(proc.pid, 15)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait()
 
 
 @pytest.mark.slow
@@ -357,3 +311,28 @@ def test_without_a_live_replica_the_load_fails_with_every_reason() -> None:
     engine = ServerEngine(MODEL, {}, options(",".join(urls)))
     with pytest.raises(EngineError, match=r"no replica serves the model: cannot reach .* \| cannot reach"):
         engine.load()
+
+
+@pytest.mark.slow
+def test_two_real_vllm_servers_as_replicas_and_one_stops(tmp_path: Path) -> None:
+    """Two `vllm serve` processes on 127.0.0.1: both serve; then one is stopped and the other
+    takes every request; the engine says which served and why one was taken out."""
+    catalog = load_catalog()
+    model = catalog.model("smollm2_135m_instruct")
+    prompts = [Prompt(f"c/{i}", messages=({"role": "user", "content": f"Say the number {i}."},)) for i in range(12)]
+    with running_vllm_server(tmp_path / "a") as a, running_vllm_server(tmp_path / "b") as b:
+        engine = ServerEngine(model, {}, options(f"{a},{b}", server_model="smol", timeout_s=300.0, retries=1,
+                                                 concurrency=4))
+        engine.load()
+        out = engine.generate(requests_for(prompts, SamplingConfig(max_new_tokens=8)))
+        served = {url: r["served"] for url, r in engine.describe()["replicas"].items()}
+        assert all(row[0].text.strip() for row in out) and all(n > 0 for n in served.values()), served
+    # b stopped (the context exited): a stopped too; start a again alone to see the hand-over
+    with running_vllm_server(tmp_path / "c") as c:
+        dead = f"http://127.0.0.1:{free_port()}"
+        engine = ServerEngine(model, {}, options(f"{dead},{c}", server_model="smol", timeout_s=300.0, retries=1))
+        engine.load()
+        out = engine.generate(requests_for(prompts[:4], SamplingConfig(max_new_tokens=8)))
+        replicas = engine.describe()["replicas"]
+        assert all(row[0].text.strip() for row in out)
+        assert replicas[f"{c}/v1"]["served"] == 4 and "cannot reach" in replicas[f"{dead}/v1"]["failed"]

@@ -49,6 +49,9 @@ def test_the_shards_of_a_run_merged_are_that_run(suite: pytest.Pytester) -> None
     assert merged["rankings"] == whole["rankings"]
     assert merged["best_per_dataset"] == whole["best_per_dataset"]
     assert [s["shard"] for s in merged["manifest"]["merged_from"]] == ["1/2", "2/2"]
+    # Every shard's datasets in the manifest (each shard held some of them).
+    assert set(s1["manifest"]["datasets"]) != set(whole["manifest"]["datasets"])
+    assert merged["manifest"]["datasets"] == whole["manifest"]["datasets"]
     assert "shard" not in merged["options"]
     # Every report a single run writes.
     out = suite.path / "merged"
@@ -92,6 +95,20 @@ def test_shards_that_disagree_are_refused_naming_the_difference(suite: pytest.Py
     assert refused.returncode == 2
     assert "manifest.datasets.humaneval.sha256" in refused.stderr
     assert "manifest.prompt_templates.code" in refused.stderr and "options.samples" not in refused.stderr
+
+    # A model both shards ran, with other weights; where its adapter folder was is no difference.
+    entry = {"hf_id": "org/m", "revision": "a", "adapter": {"name": "m", "source": "/x", "sha256": "1"}}
+    first["manifest"]["models"] = {"m": entry}
+    data["manifest"]["models"] = {"m": {**entry, "adapter": {**entry["adapter"], "source": "/y"}}}
+    data["manifest"]["datasets"], data["manifest"]["prompt_templates"] = (first["manifest"]["datasets"],
+                                                                          first["manifest"]["prompt_templates"])
+    (suite.path / "s1" / "comparisons" / f"{STEM}.json").write_text(json.dumps(first))
+    path.write_text(json.dumps(data))
+    assert _merge(suite.path, "merged", "s1", "s2").returncode == 0
+    data["manifest"]["models"]["m"]["revision"] = "b"
+    path.write_text(json.dumps(data))
+    refused = _merge(suite.path, "merged2", "s1", "s2")
+    assert refused.returncode == 2 and 'manifest.models.m: {"hf_id": "org/m", "revision": "a"' in refused.stderr
 
 
 def test_a_report_dir_without_a_comparison_is_refused(tmp_path: Path) -> None:

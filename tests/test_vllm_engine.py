@@ -130,7 +130,7 @@ def test_real_engine_loads_generates_and_shuts_down(engine: VLLMEngine) -> None:
     # --- raw text with stop sequences, sampling with n=3 (engine-wide seed: the CPU engine survives),
     #     and a prompt over max_model_len that would otherwise fail the whole batch
     base = Prompt("b/0", text=HUMANEVAL_LIKE, stop=("\ndef ", "\nclass "))
-    huge = Prompt("b/1", text="word " * 2100, stop=("\ndef ",))
+    huge = Prompt("b/1", text="word " * (SMOL.max_model_len + 100), stop=("\ndef ",))
     out = engine.generate(requests_for([base, huge], SamplingConfig(temperature=0.8, top_p=0.95, max_new_tokens=32, n=3)))
     assert len(out[0]) == 3 and all("\ndef " not in g.text for g in out[0])
     assert all(g.finish_reason in ("stop", "length") for g in out[0])

@@ -12,12 +12,14 @@ engines generate at the same time, as far as the cluster has room (Ray
 queues the rest); an engine gives its resources back as soon as its work is
 stored, not when pytest reaches its cases.
 
-The cases run as usual: a model's engine fixture waits for its job, then
-finds every answer in the store.  A controller that dies loses nothing that
-came back (a rerun generates only what is missing); a node that dies loses
-the chunk in flight, which goes back to the queue for a new replica wherever
-the cluster has room.  When no replica can be had, the model's cases fail
-with the reason and the count of what is missing.
+The cases run as usual: a model's engine fixture waits for its job (its
+progress sink, progress.py, counts the prompts left as their chunks are
+stored), then finds every answer in the store.  A controller that dies
+loses nothing that came back (a rerun generates only what is missing); a
+node that dies loses the chunk in flight, which goes back to the queue for
+a new replica wherever the cluster has room.  When no replica can be had,
+the model's cases fail with the reason and the count of what is missing
+(cut short, as those of a local engine that died).
 """
 
 from __future__ import annotations
@@ -34,8 +36,9 @@ from ..errors import EngineError
 from ..identity import generation_identity
 from ..items import Generation
 from ..plan import split_engine_key
+from ..progress import current_sink
 from .connect import Cluster, _fmt
-from .pool import ClusterEngine, ReplicaLost
+from .pool import ClusterEngine, ClusterEngineDied, ReplicaLost
 
 # The controller's settings a node's engine needs (cache dir, offline hub): a node's actors
 # inherit that node's `ray start` environment, not the controller's.
@@ -82,7 +85,15 @@ class DispatchedEngine(CachingEngine):
     job: "EngineJob"
 
     def generate(self, requests: Sequence[Request]) -> list[list[Generation]]:
-        self.job.wait()
+        sink = current_sink()  # the fixture's progress of this engine's call: the job's prompts left
+        if sink is None or self.job.done.is_set():
+            self.job.wait()
+        else:
+            self.job.report_to(sink)
+            try:
+                self.job.wait()
+            finally:
+                sink.finish()
         return super().generate(requests)
 
     def store_chunk(self, requests: Sequence[Request]) -> list[list[Generation]]:
@@ -105,7 +116,9 @@ class EngineJob:
         self.total = 0  # requests it had to generate
         self.chunks = 0
         self.in_flight = 0
+        self.stored = 0  # prompts generated and stored so far
         self.error: EngineError | None = None
+        self.sink: Any = None  # a progress sink (progress.CallProgress) once a fixture waits for the job
         self.unplaced: list[str] = []  # why a replica could not be (re)placed
         self.done = threading.Event()
         self.stopping = False
@@ -123,6 +136,12 @@ class EngineJob:
         self.chunks = len(self.queue)
         self._thread = threading.Thread(target=self._run, name=f"codeeval-ray-{self.key}", daemon=True)
         self._thread.start()
+
+    def report_to(self, sink: Any) -> None:
+        """Count the prompts still to generate into ``sink`` from now on, as their chunks are stored."""
+        with self._lock:
+            sink.start(self.total - self.stored)
+            self.sink = sink
 
     def wait(self) -> None:
         self.done.wait()
@@ -144,17 +163,20 @@ class EngineJob:
         finally:
             self.pool.release()  # its resources back to the cluster now, not when pytest reaches its cases
             left = sum(len(c) for c in self.queue)
+            # Replicas lost with prompts left: the engine died as far as its cases go (cut short).
+            error = ClusterEngineDied if self.pool.lost else EngineError
             if left and self.error is None:
-                self.error = EngineError(self._unfinished(left))
+                self.error = error(self._unfinished(left))
             elif left and self.error is not None:
-                self.error = EngineError(f"{self.error} ({self._unfinished(left)})")
+                self.error = error(f"{self.error} ({self._unfinished(left)})")
             self.done.set()
 
     def _unfinished(self, left: int) -> str:
         why = "; ".join([*(f"lost {x}" for x in self.pool.lost), *dict.fromkeys(self.unplaced)])
-        return (f"{self.key}: {left} of {self.total} prompts were not generated on the Ray cluster "
-                f"({why or 'no replica could be placed'}). Every answer that came back is stored: rerun to "
-                "generate only the missing ones.")
+        # The remedy before the reasons: a case's error in the report keeps its first 500 characters.
+        return (f"{self.key}: {left} of {self.total} prompts were not generated on the Ray cluster; every answer "
+                f"that came back is stored: rerun to generate only the missing ones. Why: "
+                f"{why or 'no replica could be placed'}.")
 
     def _nothing_left(self) -> bool:
         with self._lock:
@@ -201,7 +223,8 @@ class EngineJob:
             if chunk is None:
                 return
             try:
-                self.engine.store_chunk(chunk)
+                rows = self.engine.store_chunk(chunk)
+                self._stored(len(chunk), sum(g.completion_tokens for row in rows for g in row))
             except ReplicaLost:
                 self._give_back(chunk)
                 replica = None
@@ -215,6 +238,12 @@ class EngineJob:
             finally:
                 with self._lock:
                     self.in_flight -= 1
+
+    def _stored(self, prompts: int, tokens: int) -> None:
+        with self._lock:
+            self.stored += prompts
+            if self.sink is not None:
+                self.sink.advance(prompts, tokens)
 
     def _fail(self, error: EngineError) -> None:
         with self._lock:

@@ -9,9 +9,12 @@ calling thread's chunk to that thread's actor.  What a call returns carries
 where it ran (node, host, devices), which the caching engine stores with the
 call, so every case knows its ``performance.node``.
 
-A replica whose node dies raises ``ReplicaLost``; the dispatcher puts its
-chunk back and asks for a new replica, which Ray places wherever the request
-fits.  A request no live node could ever hold fails at once instead of
+A replica whose node dies, or whose engine dies inside its actor (the
+engine's ``EngineDied``, engines/base.py), raises ``ReplicaLost``; the
+dispatcher puts its chunk back and asks for a new replica, which Ray places
+wherever the request fits.  The actor's engine is supervised on its node as
+any engine is (engines/lifecycle.py): when Ray kills the actor, its
+supervisor ends the engine's processes.  A request no live node could ever hold fails at once instead of
 waiting for a node that will not come.
 """
 
@@ -23,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from .. import defaults
-from ..engines.base import Engine, EngineStats, Request
+from ..engines.base import Engine, EngineDied, EngineStats, Request
 from ..engines.recipe import EngineRecipe
 from ..errors import EngineError
 from ..items import Generation
@@ -32,11 +35,16 @@ from .connect import Cluster, _fmt
 
 
 class ReplicaLost(EngineError):
-    """A replica's actor (or its node) is gone, or no live node can hold a new one."""
+    """A replica's actor (or its node, or its engine) is gone, or no live node can hold a new one."""
 
     def __init__(self, message: str, placeable: bool = True) -> None:
         super().__init__(message)
         self.placeable = placeable  # False: no live node offers what a replica asks for
+
+
+class ClusterEngineDied(EngineError, EngineDied):
+    """An engine's job ended with prompts left because its replicas were lost: its cases are
+    errors marked cut short (interrupt.py), as a local engine that died."""
 
 
 @dataclass
@@ -205,6 +213,11 @@ class ClusterEngine(Engine):
             self._note_lost(replica.node, e)
             raise ReplicaLost(f"{self.engine_key}: Ray node {replica.node} was lost ({_why(e)})") from None
         except ray.exceptions.RayTaskError as e:
+            if isinstance(getattr(e, "cause", None), EngineDied):  # the actor lives, its engine does not
+                self._drop(replica)
+                self._note_lost(replica.node, e.cause)
+                raise ReplicaLost(f"{self.engine_key}: the engine died on Ray node {replica.node} "
+                                  f"({_cause(e)})") from None
             raise EngineError(f"{self.engine_key} failed on Ray node {replica.node}: {_cause(e)}") from None
         with self._lock:
             if replica.node not in self.nodes_used:
@@ -274,4 +287,4 @@ def _cause(error: Any) -> str:
     return _why(cause) if cause is not None else _why(error)
 
 
-__all__ = ["ClusterEngine", "ReplicaLost", "Replica", "actor_options"]
+__all__ = ["ClusterEngine", "ClusterEngineDied", "ReplicaLost", "Replica", "actor_options"]

@@ -39,6 +39,10 @@ class LoadContext:
     dry_run: bool = False
     hub_retries: int = 0  # further attempts when the hub does not answer (--hub-retries=N)
 
+    def __post_init__(self) -> None:
+        if self.data_dir is not None:  # answer keys: never visible to a sandboxed sample
+            _hide(self.data_dir)
+
     @classmethod
     def from_env(cls, data_dir: str | None = None, hub_retries: int = 0) -> "LoadContext":
         raw = data_dir or os.environ.get(DATA_DIR_ENV) or None
@@ -60,10 +64,14 @@ class LoadContext:
             return None
         path = Path(rel).expanduser()
         if path.is_absolute():
-            return path if path.exists() else None
-        if self.data_dir is not None and (self.data_dir / path).exists():
-            return self.data_dir / path
-        return None
+            found = path if path.exists() else None
+        elif self.data_dir is not None and (self.data_dir / path).exists():
+            found = self.data_dir / path
+        else:
+            found = None
+        if found is not None:
+            _hide(found)
+        return found
 
     def missing_message(self, spec: DatasetSpec) -> str:
         if not spec.local_path:
@@ -79,3 +87,9 @@ class LoadContext:
             f"or set local_path in [tool.codeeval.datasets.{spec.name}], or go online so "
             f"`datasets` can fetch {spec.hf_id or 'it'} from the HuggingFace hub."
         )
+
+
+def _hide(path: Path) -> None:
+    from ..sandbox.isolation import hide_from_samples
+
+    hide_from_samples(path)

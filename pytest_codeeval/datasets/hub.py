@@ -60,10 +60,10 @@ def download_hub_file(spec: DatasetSpec, ctx: LoadContext, filename: str) -> str
         except ImportError:
             raise DatasetError("the HuggingFace hub needs huggingface_hub: pip install datasets") from None
         try:
-            return hf_hub_download(spec.hf_id, filename, repo_type="dataset")
+            return hf_hub_download(spec.hf_id, filename, repo_type="dataset", revision=spec.revision or None)
         except Exception as e:
             raise DatasetUnavailable(f"{ctx.missing_message(spec)} (hub error: {type(e).__name__}: {e})") from None
-    path = cached_file(spec.hf_id, filename)
+    path = cached_file(spec.hf_id, filename, spec.revision)
     if path is not None:
         return path
     raise not_here(spec, ctx, problem)
@@ -186,19 +186,19 @@ def cached_rows(spec: DatasetSpec, split: str | None) -> list[dict[str, Any]] | 
     args = [spec.hf_id] + ([spec.hf_config] if spec.hf_config else [])
     try:
         with hub_offline():
-            ds = datasets.load_dataset(*args, split=split)
+            ds = datasets.load_dataset(*args, split=split, revision=spec.revision or None)
     except Exception:  # not cached, another config cached, a split missing: all "not here"
         return None
     return [dict(row) for row in ds]
 
 
-def cached_file(repo_id: str, filename: str) -> str | None:
+def cached_file(repo_id: str, filename: str, revision: str = "") -> str | None:
     """A file of a hub dataset repo in huggingface_hub's cache, or None (no request)."""
     try:
         from huggingface_hub import try_to_load_from_cache  # noqa: PLC0415
     except ImportError:
         return None
-    path = try_to_load_from_cache(repo_id, filename, repo_type="dataset")
+    path = try_to_load_from_cache(repo_id, filename, repo_type="dataset", revision=revision or None)
     return path if isinstance(path, str) else None  # None, or a marker for "known not to exist"
 
 
@@ -212,7 +212,7 @@ def _download_rows(spec: DatasetSpec, ctx: LoadContext, split: str | None) -> li
         ) from None
     args = [spec.hf_id] + ([spec.hf_config] if spec.hf_config else [])
     try:
-        ds = datasets.load_dataset(*args, split=split)
+        ds = datasets.load_dataset(*args, split=split, revision=spec.revision or None)
     except Exception as e:  # auth, missing config, a hub that stopped answering: all mean "not here"
         raise DatasetUnavailable(f"{ctx.missing_message(spec)} (hub error: {type(e).__name__}: {e})") from None
     return [dict(row) for row in ds]

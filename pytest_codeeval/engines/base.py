@@ -10,17 +10,58 @@ from typing import Any, Sequence
 from .. import defaults
 from ..catalog import ModelSpec
 from ..items import Generation, Item, Prompt
+from ..progress import reporting
+
+
+class EngineDied(RuntimeError):
+    """The engine's processes died during a call (out of memory, a crash).
+
+    The call's results are lost, and the engine cannot be used again: the
+    case errors with this reason and is reported as cut short; the next
+    model loads its own engine."""
 
 
 @dataclass(frozen=True)
 class SamplingConfig:
-    """Sampling parameters of one request; part of its generation key."""
+    """How one request is generated (sampling, budget, thinking); part of its generation key.
 
-    temperature: float = 0.0
-    top_p: float = 1.0
-    max_new_tokens: int = defaults.MAX_NEW_TOKENS
+    A value left ``None`` is not set by the suite: with ``mode == "model"``
+    it comes from the model's generation_config.json (vLLM reads it), in the
+    other modes it is the engine's neutral default."""
+
+    temperature: float | None = 0.0
+    top_p: float | None = 1.0
+    max_new_tokens: int = defaults.MAX_NEW_TOKENS  # thinking plus answer
     n: int = 1  # samples per item (pass@k needs n >= k)
     seed: int = defaults.SEED
+    top_k: int | None = None
+    min_p: float | None = None
+    repetition_penalty: float | None = None
+    presence_penalty: float | None = None
+    mode: str = ""  # greedy | model | user: how the values were chosen (generation.py)
+    thinking: bool | None = None  # the chat template's enable_thinking; None: the model has no switch
+    max_thinking_tokens: int = 0  # the share of max_new_tokens meant for thinking
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature is not None and self.temperature <= 0
+
+    def chat_template_kwargs(self) -> dict[str, Any]:
+        """What the chat template is rendered with (vLLM's ``chat_template_kwargs``)."""
+        return {} if self.thinking is None else {"enable_thinking": self.thinking}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """A LoRA adapter served on its base model's engine (vLLM's ``LoRARequest``)."""
+
+    name: str  # the catalog model it is (the server engine asks for this model name)
+    source: str  # a local folder (or a hub id, fetched at load)
+    revision: str = ""
+    sha256: str = ""  # of the local folder's files: a retrained adapter is a new key
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -31,11 +72,13 @@ class Request:
     """One prompt for an engine: the item it asks about and how to sample.
 
     A call may mix requests of several datasets (each with its own token
-    budget): vLLM schedules them all at once, which is what makes it fast."""
+    budget), and of a base model and its LoRA adapters (``adapter``): vLLM
+    schedules them all at once, which is what makes it fast."""
 
     prompt: Prompt
     item: Item
     sampling: SamplingConfig
+    adapter: Adapter | None = None
 
 
 @dataclass
@@ -123,7 +166,8 @@ class ModelEngine(Engine):
                   else Prompt("warm-up", text="def hello():"))
         item = Item(id="warm-up", task_type="code", prompt="", reference="")
         start = time.perf_counter()
-        self.generate([Request(prompt, item, SamplingConfig(max_new_tokens=8))])
+        with reporting(None):  # the warm-up is no part of the call whose progress is shown
+            self.generate([Request(prompt, item, SamplingConfig(max_new_tokens=8))])
         self.stats.extra["warm_up_s"] = round(time.perf_counter() - start, 3)
         self.last_call = {}
 
@@ -151,4 +195,4 @@ def group_by_sampling(requests: Sequence[Request]) -> dict[SamplingConfig, list[
     return groups
 
 
-__all__ = ["SamplingConfig", "Request", "EngineStats", "Engine", "ModelEngine", "group_by_sampling"]
+__all__ = ["SamplingConfig", "Adapter", "Request", "EngineStats", "Engine", "ModelEngine", "group_by_sampling"]

@@ -17,9 +17,10 @@ import time
 import uuid
 from typing import Any, Callable, Sequence
 
+from ..fingerprint import item_sha256
 from ..items import Generation
 from ..store import CallRecord, ResultStore, StoredGeneration, generation_key, prompt_hash
-from .base import Engine, Request, SamplingConfig
+from .base import Engine, Request
 
 
 HOST = socket.gethostname()  # where a call ran: speed figures compare only within one machine's conditions
@@ -79,11 +80,16 @@ class CachingEngine(Engine):
         return {"kind": self.kind, "model": model, "preset": preset, "loaded": False}
 
     # -- keys ------------------------------------------------------------------------
-    def config(self, sampling: SamplingConfig) -> dict[str, Any]:
-        return {**self.identity, "sampling": sampling.to_dict()}
+    def config(self, request: Request) -> dict[str, Any]:
+        """What decides a request's output besides its prompt: the engine's identity, the
+        request's sampling (thinking and budget included), its item's content and its adapter."""
+        cfg = {**self.identity, "sampling": request.sampling.to_dict(), "item_sha256": item_sha256(request.item)}
+        if request.adapter is not None:
+            cfg["adapter"] = request.adapter.to_dict()
+        return cfg
 
     def keys(self, request: Request, n: int) -> list[str]:
-        cfg, ph = self.config(request.sampling), prompt_hash(request.prompt)
+        cfg, ph = self.config(request), prompt_hash(request.prompt)
         return [generation_key(cfg, ph, request.item.id, j) for j in range(n)]
 
     # -- generation ------------------------------------------------------------------
@@ -156,7 +162,7 @@ class CachingEngine(Engine):
         ))
         to_store = []
         for req, row in zip(requests, rows):
-            keys, cfg, ph = self.keys(req, len(row)), self.config(req.sampling), prompt_hash(req.prompt)
+            keys, cfg, ph = self.keys(req, len(row)), self.config(req), prompt_hash(req.prompt)
             for key, g in zip(keys, row):
                 g.key, g.call_id, g.seconds = key, call_id, per_sample
                 to_store.append((self.engine_key, ph, g, len(row), cfg))

@@ -122,14 +122,15 @@ class HFEngine(ModelEngine):
         peak = int(torch.cuda.max_memory_allocated()) if on_gpu else peak_rss
         self.stats.peak_memory_bytes = max(self.stats.peak_memory_bytes or 0, peak)
         self.last_call = self.call_figures(wall, len(requests), max((r.sampling.n for r in requests), default=1),
-                                           any(r.sampling.temperature <= 0 for r in requests), prompt_tokens,
+                                           any(r.sampling.greedy for r in requests), prompt_tokens,
                                            completion_tokens, peak_memory_bytes=peak, batch_size=self.batch_size)
         return results
 
     def _render(self, request: Request) -> str:
         p = request.prompt
-        if p.messages is not None:
-            return self._tok.apply_chat_template(list(p.messages), add_generation_prompt=True, tokenize=False)
+        if p.messages is not None:  # with the thinking switch, as vLLM's chat_template_kwargs
+            return self._tok.apply_chat_template(list(p.messages), add_generation_prompt=True, tokenize=False,
+                                                 **request.sampling.chat_template_kwargs())
         return p.text or ""
 
     def _generate_batch(self, texts: list[str], sampling: SamplingConfig,
@@ -138,15 +139,21 @@ class HFEngine(ModelEngine):
         import torch
 
         enc = self._tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self._lm.device)
-        greedy = sampling.temperature <= 0
+        greedy = sampling.greedy
         n = max(1, int(sampling.n))
         kwargs: dict[str, Any] = {"max_new_tokens": int(sampling.max_new_tokens), "pad_token_id": self._tok.pad_token_id}
+        if sampling.repetition_penalty is not None:
+            kwargs["repetition_penalty"] = float(sampling.repetition_penalty)
         if greedy:
             kwargs["do_sample"] = False
         else:
+            # None: the model's generation_config.json (transformers reads it, as vLLM does with --sampling model)
             torch.manual_seed(int(sampling.seed) or self.seed)
-            kwargs.update(do_sample=True, temperature=float(sampling.temperature), top_p=float(sampling.top_p),
-                          num_return_sequences=n)
+            kwargs.update(do_sample=True, num_return_sequences=n)
+            for name in ("temperature", "top_p", "top_k", "min_p"):
+                value = getattr(sampling, name)
+                if value is not None:
+                    kwargs[name] = value
         if stop:
             kwargs.update(stop_strings=list(stop), tokenizer=self._tok)
         with torch.inference_mode():

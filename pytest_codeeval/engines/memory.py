@@ -2,17 +2,19 @@
 
 vLLM runs its engine core in a child process (spawned), so the parent's own
 RSS or ``torch.cuda.max_memory_allocated`` misses most of it. On the CPU we
-sum the RSS of this process and all its descendants; on the GPU we read the
-device's used memory through NVML and subtract what was used before the
-model loaded. A background thread samples both while a load or a
-generation runs, so the figure is a peak, not an end state.
+sum the RSS of the engine's own processes (not pytest's); on the GPU we read
+the used memory of the engine's devices through NVML (every device of a
+tensor-parallel model, summed) and subtract what was used before the model
+loaded: for vLLM that is what it reserved (its memory fraction of each
+device), not what the model needed. A background thread samples while a
+load or a generation runs, so the figure is a peak, not an end state.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from typing import Any
+from typing import Any, Callable
 
 GIB = 1024**3
 
@@ -94,16 +96,24 @@ def wait_gone(pids: set[int], timeout_s: float) -> set[int]:
 
 
 class Nvml:
-    """Device memory through NVML (package nvidia-ml-py); ``available`` is False without it."""
+    """Device memory through NVML (package nvidia-ml-py); ``available`` is False without it.
 
-    def __init__(self, index: int = 0) -> None:
+    ``device``: an index as CUDA_VISIBLE_DEVICES names it (NVML numbers devices
+    in PCI order: placement sets CUDA_DEVICE_ORDER=PCI_BUS_ID so the two agree),
+    or a GPU UUID."""
+
+    def __init__(self, device: int | str = 0) -> None:
         self.available = False
         self._handle: Any = None
+        self.device = str(device)
         try:
             import pynvml
 
             pynvml.nvmlInit()
-            self._handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            if self.device.isdigit():
+                self._handle = pynvml.nvmlDeviceGetHandleByIndex(int(self.device))
+            else:
+                self._handle = pynvml.nvmlDeviceGetHandleByUUID(self.device)
             self._pynvml = pynvml
             self.available = True
         except Exception:  # no package, no driver or no device: fall back to torch
@@ -128,18 +138,69 @@ class Nvml:
         return torch.cuda.get_device_name(0)
 
 
+class NvmlGroup:
+    """The devices of one engine (tensor parallel, data parallel), summed."""
+
+    def __init__(self, devices: list[str] | None = None) -> None:
+        self.members = [Nvml(d) for d in (devices or ["0"])]
+
+    def info(self) -> tuple[int, int, int]:
+        """(used, free, total) bytes over every device of the engine."""
+        used = free = total = 0
+        for m in self.members:
+            u, f, t = m.info()
+            used, free, total = used + u, free + f, total + t
+        return used, free, total
+
+    def per_device(self) -> dict[str, tuple[int, int, int]]:
+        return {m.device: m.info() for m in self.members}
+
+    def name(self) -> str:
+        names = [m.name() for m in self.members]
+        return names[0] if len(names) == 1 else f"{len(names)} x {names[0]}"
+
+
+def rss_of(pids: set[int]) -> int:
+    """RSS in bytes of these processes and their descendants."""
+    try:
+        import psutil
+    except ImportError:
+        return 0
+    seen: set[int] = set()
+    total = 0
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            continue
+        for proc in procs:
+            if proc.pid in seen:
+                continue
+            seen.add(proc.pid)
+            try:
+                total += proc.memory_info().rss
+            except psutil.Error:
+                pass
+    return total
+
+
 class PeakSampler:
     """Samples memory in a thread while a ``with`` block runs; ``peak`` is in bytes.
 
-    ``kind`` is "gpu" (device used memory minus ``baseline``) or "cpu_rss"
-    (RSS of this process and its children).
+    ``kind`` is "gpu" (the engine's devices' used memory minus ``baseline``;
+    ``nvml`` is an Nvml or NvmlGroup) or "cpu_rss" (the RSS of the processes
+    ``pids()`` names, with their descendants: an engine's own processes;
+    without ``pids``, this process and its children).
     """
 
-    def __init__(self, kind: str, nvml: Nvml | None = None, baseline: int = 0, interval_s: float = 0.2) -> None:
+    def __init__(self, kind: str, nvml: Any = None, baseline: int = 0, interval_s: float = 0.2,
+                 pids: Callable[[], set[int]] | None = None) -> None:
         self.kind = kind
         self.nvml = nvml
         self.baseline = baseline
         self.interval_s = interval_s
+        self.pids = pids
         self.peak = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -147,6 +208,8 @@ class PeakSampler:
     def sample(self) -> int:
         if self.kind == "gpu" and self.nvml is not None:
             used = self.nvml.info()[0] - self.baseline
+        elif self.pids is not None:
+            used = rss_of(self.pids())
         else:
             used = process_tree_rss()
         self.peak = max(self.peak, used)

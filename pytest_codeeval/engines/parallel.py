@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
 from ..items import Generation
+from ..progress import CallProgress, current_sink, reporting
 from .base import Engine, Request
 
 
@@ -56,14 +57,24 @@ class DataParallelEngine(Engine):
         shards = split(requests, len(self.replicas))
         out: list[list[Generation]] = [[] for _ in requests]
         start = time.perf_counter()
+        sink = current_sink()  # the call's progress: each replica reports its share (its thread has no context)
+        if sink is not None:
+            sink.start(len(requests))
+
+        def replica_generate(replica: Engine, reqs: list[Request]) -> list[list[Generation]]:
+            with reporting(sink.part() if isinstance(sink, CallProgress) else None):
+                return replica.generate(reqs)
+
         with ThreadPoolExecutor(max_workers=len(self.replicas), thread_name_prefix="codeeval-dp") as pool:
-            futures = [pool.submit(r.generate, [requests[i] for i in shard]) if shard else None
+            futures = [pool.submit(replica_generate, r, [requests[i] for i in shard]) if shard else None
                        for r, shard in zip(self.replicas, shards)]
             for shard, future in zip(shards, futures):
                 if future is not None:
                     for i, row in zip(shard, future.result()):
                         out[i] = row
         wall = time.perf_counter() - start
+        if sink is not None:
+            sink.finish()
         calls = [r.last_call for r, shard in zip(self.replicas, shards) if shard]
         completion = sum(c.get("completion_tokens", 0) for c in calls)
         peaks = [c.get("peak_memory_bytes") for c in calls if c.get("peak_memory_bytes")]

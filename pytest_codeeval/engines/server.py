@@ -27,7 +27,9 @@ from typing import Any, Sequence
 from .. import defaults
 from ..catalog import ModelSpec
 from ..errors import EngineError
+from ..generation import with_thinking_opened
 from ..items import Generation, Prompt
+from ..progress import current_sink
 from .base import ModelEngine, Request, SamplingConfig
 from .replicas import Replicas
 
@@ -178,6 +180,13 @@ class ServerEngine(ModelEngine):
         if not self.replicas.live():
             raise EngineError(problems[0] if len(problems) == 1 else
                               "no replica serves the model: " + " | ".join(problems))
+        missing = [a.name for a in self.options.get("adapters") or () if a.name not in self.served_models]
+        if missing:
+            raise EngineError(
+                f"the server at {self.base_url} does not serve the LoRA adapter(s) {', '.join(missing)}; it serves: "
+                f"{', '.join(self.served_models)}. Start it with --enable-lora --lora-modules "
+                + " ".join(f"{m}=PATH" for m in missing) + "."
+            )
 
     def _check_replica(self, url: str) -> str:
         """Why this replica cannot serve the model ("" when it can)."""
@@ -204,14 +213,27 @@ class ServerEngine(ModelEngine):
 
     # ------------------------------------------------------------- generate
     def generate(self, requests: Sequence[Request]) -> list[list[Generation]]:
+        sink = current_sink()
+
         def one(req: Request) -> _Reply | str:
             path, body = self._body(req.prompt, req.sampling)
+            if req.adapter is not None:  # a LoRA adapter is served under its own name (--lora-modules NAME=PATH)
+                body["model"] = req.adapter.name
             try:
                 payload, attempts = self._call(path, body)
             except RequestRejected as e:  # this prompt only (e.g. too long): an empty answer, recorded
+                if sink is not None:
+                    sink.advance(1)
                 return str(e)
-            return _parse(payload, chat=req.prompt.messages is not None, attempts=attempts)
+            reply = _parse(payload, chat=req.prompt.messages is not None, attempts=attempts)
+            if req.prompt.messages is not None:  # a template may open the think block in the prompt
+                reply.texts = [with_thinking_opened(t, req.sampling) for t in reply.texts]
+            if sink is not None:  # progress from the completed requests (pool threads report)
+                sink.advance(1, reply.completion_tokens)
+            return reply
 
+        if sink is not None:
+            sink.start(len(requests))
         start = time.perf_counter()
         pool = ThreadPoolExecutor(max_workers=min(self.concurrency, max(1, len(requests))),
                                   thread_name_prefix="codeeval-server")
@@ -224,6 +246,9 @@ class ServerEngine(ModelEngine):
                 f"no server replica answers for model {self.server_model!r} any more: {e}. "
                 "Check that the servers are still running (their logs say why)."
             ) from None
+        finally:
+            if sink is not None:
+                sink.finish()
         pool.shutdown(wait=True)
         wall = time.perf_counter() - start
 
@@ -232,7 +257,7 @@ class ServerEngine(ModelEngine):
         rejected: dict[str, str] = {}
         for req, reply in zip(requests, replies):
             n = max(1, int(req.sampling.n))
-            greedy = req.sampling.temperature <= 0
+            greedy = req.sampling.greedy
             item_id = req.prompt.item_id
             if isinstance(reply, str):
                 rejected[item_id] = reply
@@ -255,26 +280,35 @@ class ServerEngine(ModelEngine):
             results.append([Generation(item_id, j, texts[j], reply.prompt_tokens, per_choice[j], reasons[j])
                             for j in range(n)])
         n_max = max((r.sampling.n for r in requests), default=1)
-        self.last_call = self.call_figures(wall, len(requests), n_max, any(r.sampling.temperature <= 0 for r in requests),
+        self.last_call = self.call_figures(wall, len(requests), n_max, any(r.sampling.greedy for r in requests),
                                            prompt_tokens, completion_tokens, attempts=attempts, rejected=rejected,
                                            concurrency=self.concurrency, replicas=self.replicas.summary())
         return results
 
     def _body(self, prompt: Prompt, sampling: SamplingConfig) -> tuple[str, dict[str, Any]]:
         # vLLM rejects n > 1 with greedy decoding; greedy samples are identical anyway.
+        # A value the suite leaves unset (None: --sampling model without a pinned value)
+        # is left out, so the server applies the model's generation_config.json.
+        greedy = sampling.greedy
         body: dict[str, Any] = {
             "model": self.server_model,
             "max_tokens": int(sampling.max_new_tokens),
-            "temperature": float(sampling.temperature),
-            "top_p": float(sampling.top_p) if sampling.temperature > 0 else 1.0,
-            "n": 1 if sampling.temperature <= 0 else max(1, int(sampling.n)),
+            "n": 1 if greedy else max(1, int(sampling.n)),
         }
+        # top_k, min_p and repetition_penalty are vLLM's extensions of the OpenAI API.
+        body.update({k: getattr(sampling, k) for k in ("temperature", "top_p", "top_k", "min_p",
+                                                       "repetition_penalty", "presence_penalty")
+                     if getattr(sampling, k) is not None})
+        if greedy:
+            body["top_p"] = 1.0
         if prompt.stop:
             body["stop"] = list(prompt.stop)
-        if self.request_seed and sampling.temperature > 0:
+        if self.request_seed and not greedy:
             body["seed"] = int(sampling.seed)
         if prompt.messages is not None:
             body["messages"] = [dict(m) for m in prompt.messages]
+            if sampling.chat_template_kwargs():  # vLLM's server renders the template with them (enable_thinking)
+                body["chat_template_kwargs"] = sampling.chat_template_kwargs()
             return "/chat/completions", body
         body["prompt"] = prompt.text or ""
         return "/completions", body
@@ -296,7 +330,9 @@ def _parse(payload: Any, chat: bool, attempts: int) -> _Reply:
                 # in the <think> form the suite splits, so it is recorded, not lost.
                 reasoning = message.get("reasoning_content") or message.get("reasoning")
                 if reasoning:
-                    text = f"<think>{reasoning}</think>{text}"
+                    # Cut off by the token limit with no answer yet: the block never closed.
+                    unclosed = not text and c.get("finish_reason") == "length"
+                    text = f"<think>{reasoning}" + ("" if unclosed else f"</think>{text}")
             else:
                 text = c.get("text") or ""
             texts.append(text)

@@ -85,15 +85,59 @@ def sandbox_line() -> list[str]:
 
 def run_manifest(state: Any) -> dict[str, Any]:
     """The manifest of a run: versions, hardware, git revision, prompt
-    template hashes and the sandbox's isolation level."""
+    template hashes, the sandbox's isolation level, the data each dataset
+    held (datasets_manifest) and how each model generated (models_manifest)."""
     from ..prompts import template_hash
 
     task_types = sorted({state.catalog.dataset(c.dataset).task_type for c in state.selected})
-    extra: dict[str, Any] = {"prompt_templates": {t: template_hash(t) for t in task_types}}
+    extra: dict[str, Any] = {"prompt_templates": {t: template_hash(t) for t in task_types},
+                             "datasets": datasets_manifest(state), "models": models_manifest(state)}
     try:
-        from ..sandbox import probe_isolation
+        from ..sandbox import probe_isolation, probe_protections
 
         extra["sandbox_isolation"] = probe_isolation()
+        if "code" in task_types:  # what protected the machine and each sample (one server started to ask)
+            extra["sandbox_protections"] = probe_protections()
     except ImportError:
         pass
     return build_manifest(state.config.rootpath, extra)
+
+
+def datasets_manifest(state: Any) -> dict[str, Any]:
+    """Per dataset of the run: a sha256 over the items it evaluated (after --samples), their
+    number, and the hub revision the catalog pins (what a hub load fetched)."""
+    from ..fingerprint import dataset_sha256
+
+    out: dict[str, Any] = {}
+    for name in dict.fromkeys(c.dataset for c in state.selected):
+        spec = state.catalog.dataset(name)
+        try:
+            items = state.items(name)
+        except Exception as e:  # a dataset that never loaded (the run stopped before it): say so
+            out[name] = {"sha256": None, "n_items": 0, "revision": spec.revision or None, "error": str(e)[:300]}
+            continue
+        out[name] = {"sha256": dataset_sha256(items), "n_items": len(items), "revision": spec.revision or None,
+                     "hf_id": spec.hf_id or None}
+    return out
+
+
+def models_manifest(state: Any) -> dict[str, Any]:
+    """Per catalog model of the run: its weights, thinking state, sampling mode, vLLM arguments, adapter."""
+    if state.options.pseudo_model is not None:
+        return {}
+    from ..generation import thinking_state
+
+    out: dict[str, Any] = {}
+    for name in dict.fromkeys(c.model for c in state.selected):
+        m = state.catalog.model(name)
+        state_ = thinking_state(m, state.options.thinking)
+        entry: dict[str, Any] = {
+            "hf_id": m.hf_id, "revision": m.revision or None, "dtype": m.dtype,
+            "thinking": None if state_ is None else ("on" if state_ else "off"),
+            "reasoning": m.reasoning, "sampling": state.options.sampling, "vllm": dict(m.vllm),
+        }
+        if m.base:
+            adapter = state.adapter(m)
+            entry.update(base=m.base, adapter=adapter.to_dict() if adapter is not None else m.adapter)
+        out[name] = entry
+    return out

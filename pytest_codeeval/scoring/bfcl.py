@@ -9,13 +9,16 @@ verdict means what it means on the leaderboard.  Where the published code has
 quirks we keep them, on purpose, and say so in a comment: the leaderboard's
 numbers include them.
 
-The one deliberate difference: a reply wrapped in a fenced block with a
-language tag (```python ... ```), or with prose around a fenced block, is
-read from inside the fence.  BFCL strips bare backticks only, so it fails
-such replies; set ``ctx.options["bfcl_strict_format"] = True`` to get that
-exact behaviour.  The other: where BFCL would ``eval()`` a model-written
-expression (``a=3*4``), we evaluate arithmetic on literals only, never
-arbitrary code.
+Replies are read exactly as BFCL reads them by default: BFCL strips bare
+backticks only, so a reply wrapped in a fenced block with a language tag
+(```python ... ```), or with prose around a fence, fails to decode, as on
+the leaderboard.  The scorer option ``bfcl_strict_format = false`` (catalog
+``scorer_options``, or ``--scorer-option=bfcl_strict_format=false``) is the
+relaxed reading: such a reply is read from inside its first fence.  Scores
+under the relaxed reading are not BFCL's and the report shows the option.
+The one deliberate difference that stays: where BFCL would ``eval()`` a
+model-written expression (``a=3*4``), we evaluate arithmetic on literals
+only, never arbitrary code.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any, Sequence
 from ..items import Item, Verdict
 from .. import metrics as m
 from .base import ScoreContext, Scorer
+from .options import Option
 
 # BFCL's PYTHON_TYPE_MAPPING: schema type name -> the Python type a value must have.
 PYTHON_TYPE_MAPPING: dict[str, type] = {
@@ -72,8 +76,9 @@ def unfence(text: str) -> str:
     return m.group(1) if m else text
 
 
-def decode_calls(text: str, strict_format: bool = False) -> list[dict[str, dict[str, Any]]]:
-    """``[{func_name: {param: value, ...}}, ...]`` from a reply, as BFCL reads it.
+def decode_calls(text: str, strict_format: bool = True) -> list[dict[str, dict[str, Any]]]:
+    """``[{func_name: {param: value, ...}}, ...]`` from a reply, as BFCL reads it
+    (``strict_format=False``: from inside its first fenced block, if any).
 
     Raises DecodeError when the reply is not a call or a list of calls.
     """
@@ -516,27 +521,35 @@ def _list_dict_checker(param: str, value: list[Any], possible_answers: list[Any]
 class BfclAstScorer(Scorer):
     """BFCL's AST accuracy: a sample passes when its calls match the possible answers.
 
-    Options (``ctx.options``): ``bfcl_strict_format`` (read replies exactly as
-    BFCL does, no fence extraction); ``bfcl_underscore_to_dot`` (expect
-    ``a_b`` for a function named ``a.b``, as BFCL does for FC-mode API models).
+    Options (``ctx.options``): ``bfcl_strict_format`` (default true: read
+    replies exactly as BFCL does; false: the relaxed reading, from inside a
+    fenced block); ``bfcl_underscore_to_dot`` (expect ``a_b`` for a function
+    named ``a.b``, as BFCL does for FC-mode API models).
     """
 
     name = "bfcl_ast"
-    version = "1"
+    # 2: strict format by default (1 unwrapped fences by default)
+    version = "2"
+    options = {
+        "bfcl_strict_format": Option(bool, True, "read replies exactly as BFCL does; false reads a reply from "
+                                     "inside its first fenced block (not BFCL's scoring)"),
+        "bfcl_underscore_to_dot": Option(bool, False, "expect a_b for a function named a.b, as BFCL does for "
+                                         "FC-mode API models"),
+    }
     primary_metric = "accuracy"
     # accuracy and format_ok over all samples, plus accuracy per BFCL
     # category when a dataset mixes several (the shipped sample does).
     metrics = (m.accuracy(), m.mean("format_ok"), m.accuracy_by("category", "simple"))
 
     def score(self, items: Sequence[Item], answers: Sequence[Sequence[str]], ctx: ScoreContext) -> list[list[Verdict]]:
-        strict = bool(ctx.options.get("bfcl_strict_format", False))
-        underscore = bool(ctx.options.get("bfcl_underscore_to_dot", False))
+        strict = bool(ctx.options.get("bfcl_strict_format", self.options["bfcl_strict_format"].default))
+        underscore = bool(ctx.options.get("bfcl_underscore_to_dot", self.options["bfcl_underscore_to_dot"].default))
         return [
             [self.score_one(item, j, text, strict, underscore) for j, text in enumerate(samples)]
             for item, samples in zip(items, answers)
         ]
 
-    def score_one(self, item: Item, sample: int, text: str, strict: bool = False, underscore: bool = False) -> Verdict:
+    def score_one(self, item: Item, sample: int, text: str, strict: bool = True, underscore: bool = False) -> Verdict:
         if not text.strip():
             return Verdict(item.id, sample, False, "no_answer", "empty reply", scores={"format_ok": 0.0})
         try:

@@ -25,10 +25,11 @@ from typing import Any, Sequence
 
 from ..extraction import extract_code
 from ..items import Item, Verdict
-from ..sandbox import Limits, Outcome, SampleJob, SandboxPool, TimeLimits, Timing, TimingCache
+from ..sandbox import Limits, Outcome, SampleJob, SandboxPool, TimeLimits, Timing, TimingCache, safe_text
 from ..sandbox.limits import item_key
 from .. import metrics as m
 from .base import ScoreContext, Scorer
+from .options import Option
 
 
 def _defines(code: str, name: str) -> bool:
@@ -90,18 +91,21 @@ def _job(item: Item, program: str, tl: TimeLimits) -> SampleJob:
 
 def _verdict(item: Item, sample: int, outcome: Outcome, program: str | None) -> Verdict:
     detail = outcome.detail
+    if outcome.verdict == "crashed" and outcome.output_head.strip():
+        # what the sample printed before it died says why (never judged)
+        detail = f"{detail}; its output began: {outcome.output_head.strip()[:200]!r}"
     return Verdict(
         item_id=item.id,
         sample=sample,
         passed=outcome.passed,
         verdict=outcome.verdict,
-        detail=detail,
+        detail=safe_text(detail),
         scores={
             "passed": 1.0 if outcome.passed else 0.0,
-            "judge_in_sandbox": 1.0 if outcome.mode == "sandbox" else 0.0,  # the fallback mode was used
             "seconds": round(outcome.seconds, 4),
+            "output_bytes": float(outcome.output_bytes),
         },
-        extracted=program,
+        extracted=safe_text(program) if program is not None else None,
     )
 
 
@@ -125,6 +129,7 @@ class CodeExecScorer(Scorer):
     # model failure: the report shows how many there were.
     metrics = (m.pass_at_k(), m.count(("sandbox_error",), "sandbox_errors"),
                m.count(("unverified",), "unverified"))
+    options = {"sandbox_limits": Option(dict, {}, "per-sample sandbox limits, a table of Limits fields")}
 
     def __init__(self, limits: Limits | None = None, workers: int | None = None,
                  timing_cache: TimingCache | None = None) -> None:
@@ -158,7 +163,7 @@ class CodeExecScorer(Scorer):
                 missing.append(item)
         if missing:
             floor = TimeLimits.calibrated(limits, None)
-            outcomes = pool.run([_job(it, it.prompt + it.reference, floor) for it in missing], predict=False)
+            outcomes = pool.run([_job(it, it.prompt + it.reference, floor) for it in missing], measure=True)
             fresh = {item_key(it): o.timing for it, o in zip(missing, outcomes) if o.passed and o.timing}
             passed.update({item_key(it): o for it, o in zip(missing, outcomes) if o.passed and o.timing})
             # A reference slower than the floors (MBPP 123 needs seconds) is
@@ -167,7 +172,7 @@ class CodeExecScorer(Scorer):
             slow = [it for it, o in zip(missing, outcomes) if o.verdict == "timeout"]
             if slow:
                 generous = TimeLimits(load_s=GENEROUS_S, call_s=GENEROUS_S, total_s=GENEROUS_S)
-                again = pool.run([_job(it, it.prompt + it.reference, generous) for it in slow], predict=False)
+                again = pool.run([_job(it, it.prompt + it.reference, generous) for it in slow], measure=True)
                 fresh.update({item_key(it): o.timing for it, o in zip(slow, again) if o.passed and o.timing})
                 # its limit is now >= factor x this run's time: this pass stands under it
                 passed.update({item_key(it): o for it, o in zip(slow, again) if o.passed and o.timing})
@@ -202,15 +207,12 @@ class CodeExecScorer(Scorer):
                         out[i][j] = _verdict(item, j, reference_runs[key], program)
                         continue
                     todo.append((j, i, len(todo), program, _job(item, program, tl)))
-            # Sample j of every item before sample j+1 of any: the first
-            # passing sample of an item teaches the pool its test's calls
-            # (CallLog) before the item's other samples start.
-            todo.sort(key=lambda t: (t[0], t[1], t[2]))
             outcomes = pool.run([t[4] for t in todo])
             calibrated, rejudged = (0, 0) if reuse_reference_runs else \
                 self._calibrate_timed_out(pool, items, todo, outcomes, timings, limits)
             self.last_stats = {"isolation": pool.level, "workers": pool.size, "calibrated_on_timeout": calibrated,
-                               "rejudged_with_calibrated_limits": rejudged, **pool.stats, **pool.calls.stats}
+                               "rejudged_with_calibrated_limits": rejudged, "protections": pool.protections,
+                               **pool.stats}
         for (j, i, _n, program, _job_), outcome in zip(todo, outcomes):
             out[i][j] = _verdict(items[i], j, outcome, program)
         return [[v for v in row if v is not None] for row in out]

@@ -15,6 +15,7 @@ from typing import Sequence
 from ..items import Generation, Item, Verdict
 from ..store import ResultStore
 from .base import ScoreContext, Scorer
+from .options import key_suffix
 
 
 class StoredScorer:
@@ -29,7 +30,9 @@ class StoredScorer:
         """Verdicts shaped like ``generations``; ``last_figures`` says how many were reused."""
         keys = [[g.key for g in row] for row in generations]
         flat = [k for row in keys for k in row if k]
-        stored = {} if self.fresh else self.store.get_verdicts(flat, self.scorer.name, self.scorer.version)
+        # A verdict made under other scorer options (another reading) is another verdict.
+        version = self.scorer.version + key_suffix(self.scorer, ctx.options)
+        stored = {} if self.fresh else self.store.get_verdicts(flat, self.scorer.name, version)
         out: list[list[Verdict] | None] = []
         missing: list[int] = []
         for i, row in enumerate(keys):
@@ -44,7 +47,7 @@ class StoredScorer:
             for i, verdicts in zip(missing, fresh):
                 out[i] = verdicts
                 to_store += [(k, v) for k, v in zip(keys[i], verdicts) if k]
-            self.store.put_verdicts(to_store, self.scorer.name, self.scorer.version)
+            self.store.put_verdicts(to_store, self.scorer.name, version)
         scored = sum(len(keys[i]) for i in missing)
         self.last_figures = {"verdicts_reused": sum(len(r) for r in keys) - scored, "scored": scored}
         return [v or [] for v in out]
