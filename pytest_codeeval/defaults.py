@@ -84,3 +84,15 @@ SANDBOX_CALL_FLOOR_S = 1.0
 SANDBOX_LOAD_FLOOR_S = 3.0
 SANDBOX_TOTAL_FLOOR_S = 6.0
 SANDBOX_TIME_FACTOR = 4.0  # a calibrated limit: max(floor, factor x the reference's runtime)
+
+# -- beyond one machine: Ray (cluster/) -----------------------------------------
+
+# Requests per actor call: each call's answers are stored the moment it returns,
+# so a node that dies loses at most the chunk it was generating.  At least the
+# widest preset batch (max_num_seqs 256), so the engine stays full but for each
+# chunk's tail.
+RAY_CHUNK = 256
+RAY_REPLACEMENTS = 2  # new actors a replica may get after losing its node
+RAY_POLL_S = 2.0  # how often a replica waiting for room on the cluster looks again
+RAY_CLOSE_TIMEOUT_S = ENGINE_CLOSE_TIMEOUT_S  # an actor closing its engine before it is killed
+RAY_CONNECT_TIMEOUT_S = 10.0  # the TCP probe of --ray-address before ray.init

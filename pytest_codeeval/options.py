@@ -121,6 +121,10 @@ def addoptions(parser: pytest.Parser) -> None:
         metavar="SECONDS",
         help="while an engine generates: a progress line every SECONDS where there is no terminal, and in the run "
              f"log (a terminal gets one line updated in place); 0 turns it off (default {defaults.PROGRESS_INTERVAL_S:g})")
+    # Beyond one machine: Ray and shards (scale_options.py).
+    from .scale_options import add_scale_options
+
+    add_scale_options(add)
 
 
 def _split(value: str | None) -> tuple[str, ...]:

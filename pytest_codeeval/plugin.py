@@ -121,6 +121,10 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         return
     from .plan import check_markexpr, registered_markers
 
+    if state.scale.shard is not None:  # --shard I/N: the other shards' cases go (shards.py)
+        from .shards import apply_shard
+
+        apply_shard(state, config, items, _case_of)
     selected = [c for c in map(_case_of, items) if c is not None]
     if not selected and not state.cases:
         return

@@ -68,6 +68,9 @@ class Performance:
     device: str | None = None
     devices: list[int | str] | None = None  # the GPUs its engine ran on (placement.py); None without
     host: str | None = None  # the machine its samples were generated on
+    # The Ray node(s) whose engines generated its samples (--ray-address; comma-separated when a
+    # replica moved or several ran); None when they were generated outside a Ray cluster.
+    node: str | None = None
     # When the engine calls that made its samples ran in this run: [start, end] (epoch seconds),
     # what the controller compares to find engines that generated at the same time on the same devices.
     windows: list[list[float]] | None = None

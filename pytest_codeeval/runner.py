@@ -97,7 +97,7 @@ def case_performance(generations: Sequence[Sequence[Generation]], engine: Cachin
     calls = engine.store.get_calls({g.call_id for g in gens})
     timed = bool(calls) and all(c.tokens_per_s is not None for c in calls.values())
     made = sum(c.conditions.get("engine_completion_tokens") or c.completion_tokens for c in calls.values())
-    wall = sum(c.wall_s for c in calls.values())
+    wall = busy_seconds([(c.started_at, c.wall_s) for c in calls.values()])
     loaded_here = engine.loaded
     peaks = [c.conditions.get("peak_memory_bytes") for c in calls.values() if c.conditions.get("peak_memory_bytes")]
     devices = {c.conditions.get("device") for c in calls.values()} - {None}
@@ -105,6 +105,7 @@ def case_performance(generations: Sequence[Sequence[Generation]], engine: Cachin
     generated = sum(g.call_id in engine.calls_made for g in gens)
     here = [c for cid, c in calls.items() if cid in engine.calls_made]
     hosts = {c.conditions.get("host") for c in calls.values()} - {None}
+    nodes = sorted({c.conditions.get("node") for c in calls.values()} - {None})
     return Performance(
         prompt_tokens=sum(row[0].prompt_tokens for row in generations if row),
         completion_tokens=sum(g.completion_tokens for g in gens),
@@ -120,12 +121,25 @@ def case_performance(generations: Sequence[Sequence[Generation]], engine: Cachin
         devices=device_ids(sorted({d for c in calls.values() for d in c.conditions.get("devices") or ()},
                                   key=lambda d: (len(d), d))) or None,
         host=next(iter(hosts)) if len(hosts) == 1 else None,
+        node=", ".join(nodes) or None,
         windows=[[round(c.started_at, 3), round(c.started_at + c.wall_s, 3)] for c in here] or None,
         generated=generated,
         generations_reused=len(gens) - generated,
         verdicts_reused=scored.get("verdicts_reused", 0),
         scored=scored.get("scored", 0),
     )
+
+
+def busy_seconds(calls: Sequence[tuple[float, float]]) -> float:
+    """Seconds during which at least one of the calls (start, wall) ran: calls of replicas that ran
+    at once (Ray, cluster/) count once, so tokens/s is the engine's, not one replica's."""
+    total, end = 0.0, float("-inf")
+    for start, wall in sorted(calls):
+        stop = start + wall
+        if stop > end:
+            total += stop - max(start, end)
+            end = stop
+    return total
 
 
 def sample_rows(requests: Sequence[Request], generations: Sequence[Sequence[Generation]],

@@ -22,10 +22,10 @@ import pytest
 from . import defaults, generation
 from .catalog import Catalog, DatasetSpec, ModelSpec, load_catalog
 from .datasets import LoadContext, load_dataset
-from .engines import engine_class
 from .engines.base import Adapter, Engine, Request, SamplingConfig
 from .engines.cached import CachingEngine
 from .engines.parallel import DataParallelEngine
+from .engines.recipe import EngineRecipe
 from .errors import CodeevalError, DatasetUnavailable
 from .identity import adapter_sha, generation_identity
 from .items import Item
@@ -35,6 +35,7 @@ from .plan import ENGINE_KEY_SEP, Case, build_cases, marker_lines, split_engine_
 from .prompts import build_prompt
 from .results import CaseResult
 from .runner import CaseInputs
+from .scale_options import ScaleOptions
 from .scoring import get_scorer
 from .scoring.stored import StoredScorer
 
@@ -71,6 +72,8 @@ class CodeevalSession:
     load_ctx: LoadContext = field(default_factory=LoadContext)
     placement: Placement = field(default_factory=lambda: Placement(()))
     durable: Durable | None = None
+    scale: ScaleOptions = field(default_factory=ScaleOptions)  # --ray-address, --shard (scale_options.py)
+    remote: Any = None  # the controller's cluster/dispatch.ClusterDispatch with --ray-address, once started
     results: dict[str, CaseResult] = field(default_factory=dict)  # controller: case id -> result
     report_paths: dict[str, Path] = field(default_factory=dict)
     _items: dict[str, list[Item]] = field(default_factory=dict)
@@ -85,7 +88,9 @@ class CodeevalSession:
         state._register_dataset_files()
         state._validate_names()
         state.load_ctx = LoadContext.from_env(options.data_dir, hub_retries=options.hub_retries)
-        state.placement = _placement(config, options)
+        state.scale = ScaleOptions.from_config(config)
+        # With Ray the cluster assigns devices; this machine's GPUs are none of the run's business.
+        state.placement = Placement(()) if state.scale.ray_address else _placement(config, options)
         return state
 
     # -- configuration -------------------------------------------------
@@ -268,20 +273,23 @@ class CodeevalSession:
         return engine
 
     def _build_engine(self, model_name: str, preset_name: str, devices: list[str]) -> Engine:
+        return self.engine_recipe(model_name, preset_name).build(devices)
+
+    def engine_recipe(self, model_name: str, preset_name: str) -> EngineRecipe:
+        """How to build a replica of a model x preset, as plain data (a Ray actor builds it the same way)."""
         kind = self.options.engine
         if kind == "reference":
-            return engine_class("reference")(model_name="reference", chat=True, devices=devices)
+            return EngineRecipe(kind)
         if kind == "replay":
-            return engine_class("replay")(model_name="replay", completions=self.completions(), devices=devices)
+            return EngineRecipe(kind, completions=self.completions())
         model = self.catalog.model(model_name)
         settings = self.catalog.engine_settings(model, self.catalog.preset(preset_name))
         engine_key = f"{model_name}{ENGINE_KEY_SEP}{preset_name}"
         # The LoRA adapters its cases ask for: the engine loads its base with LoRA enabled.
         adapters = {c.model: self.adapter(self.catalog.model(c.model)) for c in self.selected
                     if c.engine_key == engine_key}
-        options = {**self.engine_options(), "devices": devices,
-                   "adapters": [a for a in adapters.values() if a is not None]}
-        return engine_class(kind)(model, settings, options)
+        options = {**self.engine_options(), "adapters": [a for a in adapters.values() if a is not None]}
+        return EngineRecipe(kind, model, settings, options)
 
     def engine_options(self) -> dict[str, Any]:
         o = self.options
@@ -294,6 +302,8 @@ class CodeevalSession:
     def caching_engine(self, engine_key: str) -> CachingEngine:
         """The engine of a model x preset behind the store: it loads on the first request the store lacks."""
         assert self.durable is not None, "the run has not started"
+        if self.remote is not None:  # its model runs on the Ray cluster, submitted when the run started
+            return self.remote.engine(engine_key)
         case = next(c for c in self.plan() if c.engine_key == engine_key)
         return CachingEngine(self.durable.store, generation_identity(self.options, self.catalog, case),
                              lambda: self.open_engine(engine_key), kind=self.options.engine,
@@ -319,10 +329,17 @@ class CodeevalSession:
         o = self.options
         gate = gate_options(o, self)  # a baseline of other data, prompts or sampling is a usage error here
         ensure_writable(self.report_dir)
+        remote = None
+        if self.scale.ray_address and "workerid" not in worker and not self.config.option.setupplan:
+            from .cluster.dispatch import connect_dispatch
+
+            remote = connect_dispatch(self)  # the cluster answers and holds every engine, or a usage error
         self.run_id = worker.get("codeeval_run_id", self.run_id)
         log = start_run_log(self.report_dir, self.run_id, worker.get("workerid", "main"))
         store = open_store(o.store or self.report_dir / defaults.STORE_FILENAME, self.run_id)
         self.durable = Durable(store=store, gate=gate, log=log)
+        if remote is not None:
+            self.remote = remote.submit()  # every model's work, on the cluster now
 
     def record(self, result: CaseResult) -> None:
         self.results[result.case_id] = result

@@ -231,6 +231,17 @@ class ResultStore:
     def close(self) -> None:
         self._conn.close()
 
+    def another_connection(self) -> "ResultStore":
+        """A second connection to this store for another thread of the same process (the Ray
+        dispatcher's writers).  Not through :func:`open_store`: its header check opens and closes
+        the file outside SQLite, and closing any descriptor of a file drops every POSIX lock this
+        process holds on it, so another process's connection then thinks it is the last one,
+        checkpoints and deletes the WAL under this one, and what is written next is lost (seen
+        here: a Ray run's generations vanished while a test read the store)."""
+        conn = sqlite3.connect(str(self.path), timeout=60.0, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return ResultStore(self.path, conn, self.run_id)
+
 
 def _chunks(seq: list[str], size: int) -> Iterable[list[str]]:
     for i in range(0, len(seq), size):

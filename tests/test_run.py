@@ -103,9 +103,11 @@ def test_hostile_samples_score_exactly_as_expected(suite: pytest.Pytester) -> No
     result.stdout.fnmatch_lines(["codeeval sandbox: bubblewrap*"])  # the isolation level, in the header
 
 
-# pytest, printing its own peak RSS as it exits
-PEAK_RSS = ("import atexit, resource, runpy, sys\n"
-            "atexit.register(lambda: print('codeeval-judge-peak-rss-kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))\n"
+# pytest, printing its own peak RSS as it exits: VmHWM, its memory since exec. Not ru_maxrss, which
+# keeps the RSS of the process it was forked from (this test's, near 1 GB after the earlier tests).
+PEAK_RSS = ("import atexit, re, runpy, sys\n"
+            "atexit.register(lambda: print('codeeval-judge-peak-rss-kib', "
+            "re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)))\n"
             "sys.argv = ['pytest', *sys.argv[1:]]\nrunpy.run_module('pytest', run_name='__main__')\n")
 
 

@@ -150,6 +150,8 @@ class CachingEngine(Engine):
                       "memory_kind": inner.stats.memory_kind,
                       "peak_memory_bytes": figures.get("peak_memory_bytes"),
                       "engine_completion_tokens": figures.get("completion_tokens")}
+        # An engine on another machine says where the call ran (cluster/pool.py: host, Ray node, devices).
+        conditions.update(figures.pop("conditions", None) or {})
         # Copied greedy samples cost nothing: speed counts what the engine made.
         made = figures.get("completion_tokens", completion)
         self.store.put_call(CallRecord(

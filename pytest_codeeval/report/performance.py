@@ -13,7 +13,7 @@ from typing import Any
 from .ranking import model_label
 
 PERF_FIELDS = ("prepare_s", "load_s", "tokens_per_s", "completion_tokens", "prompt_tokens", "generation_s", "scoring_s",
-               "peak_memory_bytes", "memory_kind", "device", "devices", "host", "overlapped_with",
+               "peak_memory_bytes", "memory_kind", "device", "devices", "host", "node", "overlapped_with",
                "generations_reused", "generated")
 
 

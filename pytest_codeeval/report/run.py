@@ -8,6 +8,7 @@ from typing import Any
 
 from ..overlap import mark_overlaps
 from ..plan import plan_label
+from ..shards import shard_options
 from .manifest import run_manifest
 from .writer import write_reports
 
@@ -21,7 +22,8 @@ def run_options(state: Any) -> dict[str, Any]:
             "max_new_tokens": o.max_new_tokens, "completions": str(o.completions) if o.completions else None,
             "baseline": str(o.baseline) if o.baseline else None, "fresh": o.fresh,
             "scorer_options": [f"{d + ':' if d else ''}{n}={v!r}" for d, n, v in o.scorer_options],
-            "store": str(state.durable.store.path) if state.durable is not None else None}
+            "store": str(state.durable.store.path) if state.durable is not None else None,
+            **shard_options(state)}
 
 
 def write_run_reports(state: Any) -> dict[str, Path]:
