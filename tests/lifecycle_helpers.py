@@ -4,6 +4,7 @@ processes of a run, found and waited for."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -12,9 +13,10 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import psutil
+import pytest
 
 # One in-call progress line: "codeeval <label>: generation 3/8 prompts (38%), 41.0 tokens/s, 4s elapsed, ETA 7s".
 PROGRESS_RE = re.compile(r"codeeval (\S+): generation (\d+)/(\d+) prompts \((\d+)%\), ([\d.]+) tokens/s, "
@@ -139,3 +141,16 @@ def poll_until(check: Callable[[], bool], timeout: float, what: str) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"{what}: not within {timeout:.0f} s")
+
+
+@pytest.fixture(autouse=True)
+def no_run_left() -> Iterator[None]:
+    """Imported by a test module: no run of its tests outlives them."""
+    yield
+    Run.kill_leftovers()
+
+
+def latest_comparison(report_dir: Path) -> dict:
+    """The latest run's comparison (a run of other presets writes another file)."""
+    latest = max((report_dir / "comparisons").glob("*_comparison.json"), key=lambda p: p.stat().st_mtime)
+    return json.loads(latest.read_text())

@@ -19,12 +19,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
 
 import psutil
 import pytest
 
-from lifecycle_helpers import PROGRESS_RE, Run, poll_until, wait_all_gone
+from lifecycle_helpers import PROGRESS_RE, Run, latest_comparison, no_run_left, poll_until, wait_all_gone  # noqa: F401 (no_run_left: autouse)
 from pytest_codeeval.engines import lifecycle
 from pytest_codeeval.engines.supervisor import start_time
 
@@ -122,18 +121,6 @@ def _engine_procs(tmp: Path) -> list[psutil.Process]:
     return procs
 
 
-
-@pytest.fixture(autouse=True)
-def _no_run_left() -> Iterator[None]:
-    yield
-    Run.kill_leftovers()
-
-def _comparison(report_dir: Path) -> dict:
-    """The latest run's comparison (a run of other presets writes another file)."""
-    latest = max((report_dir / "comparisons").glob("*_comparison.json"), key=lambda p: p.stat().st_mtime)
-    return json.loads(latest.read_text())
-
-
 def _supervisors_of(pid: int) -> list[psutil.Process]:
     return [p for p in psutil.process_iter(["cmdline"])
             if p.info["cmdline"] and "supervisor.py" in " ".join(p.info["cmdline"])
@@ -182,14 +169,14 @@ def test_sigterm_is_handled_like_ctrl_c_and_the_rerun_resumes(fake: pytest.Pytes
     log = next((fake.path / "reports" / "logs").glob("*.log")).read_text()
     assert "SIGTERM received" in log and "ended 2 process(es)" not in log
     # Partial reports: the first engine's cases, which finished, not the second's, cut by the signal.
-    report = _comparison(fake.path / "reports")
+    report = latest_comparison(fake.path / "reports")
     assert sorted((c["preset"], c["dataset"]) for c in report["cases"]) == [
         ("balanced", "function_calling_sample"), ("balanced", "reasoning_sample")]
     assert (fake.path / "reports" / "markdown").is_dir()
     # The rerun takes the finished cases from the store and generates the rest.
     rerun = Run(fake.path, ARGS, _env(fake.path))
     assert rerun.wait(timeout=120) == 0, rerun.output[-3000:]
-    perf = {(c["preset"], c["dataset"]): c["performance"] for c in _comparison(fake.path / "reports")["cases"]}
+    perf = {(c["preset"], c["dataset"]): c["performance"] for c in latest_comparison(fake.path / "reports")["cases"]}
     for dataset in ("reasoning_sample", "function_calling_sample"):
         assert (perf[("balanced", dataset)]["generations_reused"], perf[("balanced", dataset)]["generated"]) == (6, 0)
         assert perf[("memory_optimized", dataset)]["generated"] == 6
@@ -241,7 +228,7 @@ def test_a_run_in_progress_is_not_swept_by_another(fake: pytest.Pytester) -> Non
 def test_an_engine_that_dies_cuts_its_case_short_and_the_next_engine_runs(fake: pytest.Pytester) -> None:
     run = Run(fake.path, ARGS, _env(fake.path, FAKE_DIE="1", FAKE_DELAY="0.05"))
     assert run.wait(timeout=180) == 1, run.output[-3000:]
-    report = _comparison(fake.path / "reports")
+    report = latest_comparison(fake.path / "reports")
     by = {(c["preset"], c["dataset"]): c for c in report["cases"]}
     # One submission per engine: every case of the engine that died is cut short, with the reason.
     for dataset in ("reasoning_sample", "function_calling_sample"):

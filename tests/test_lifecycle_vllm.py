@@ -11,18 +11,17 @@ test_lifecycle.py."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sqlite3
 import time
 from pathlib import Path
-from typing import Iterator
 
 import psutil
 import pytest
 
-from lifecycle_helpers import PROGRESS_RE, Run, engine_processes, poll_until, wait_all_gone
+from lifecycle_helpers import (PROGRESS_RE, Run, engine_processes, latest_comparison,  # noqa: F401 (no_run_left: autouse)
+                               no_run_left, poll_until, wait_all_gone)
 
 LOAD_S = 1500  # an engine load takes 30-90 s here; 11 minutes was seen with other engines on the 2 cores
 MODEL = "smollm2_135m_instruct"
@@ -30,18 +29,6 @@ DATASETS = ("reasoning_sample", "instruction_following_sample")
 BASE = ["--engine", "vllm", "--models", MODEL, "--datasets", ",".join(DATASETS), "--samples", "6",
         "--max-new-tokens", "160", "--progress-interval", "1"]
 TWO = [*BASE, "--preset", "memory_optimized,balanced"]  # two engines, loaded one after the other
-
-
-
-@pytest.fixture(autouse=True)
-def _no_run_left() -> Iterator[None]:
-    yield
-    Run.kill_leftovers()
-
-def _comparison(report_dir: Path) -> dict:
-    """The latest run's comparison (a run of other presets writes another file)."""
-    latest = max((report_dir / "comparisons").glob("*_comparison.json"), key=lambda p: p.stat().st_mtime)
-    return json.loads(latest.read_text())
 
 
 def _generating(preset: str, with_eta: bool = False) -> str:
@@ -101,13 +88,13 @@ def test_sigterm_during_the_second_engine_reports_the_first_and_the_rerun_takes_
     took, left = wait_all_gone(engine, timeout=120)
     assert run.wait(timeout=120) == 2 and not left, run.output[-4000:]
     # The partial reports hold the first engine's cases.
-    report = _comparison(suite.path / "reports")
+    report = latest_comparison(suite.path / "reports")
     assert sorted((c["preset"], c["dataset"]) for c in report["cases"]) == [("memory_optimized", d) for d in
                                                                             sorted(DATASETS)]
     # Their rerun comes from the store: no engine loads.
     rerun = Run(suite.path, [*BASE, "--preset", "memory_optimized"])
     assert rerun.wait(timeout=300) == 0, rerun.output[-4000:]
-    for case in _comparison(suite.path / "reports")["cases"]:
+    for case in latest_comparison(suite.path / "reports")["cases"]:
         perf = case["performance"]
         assert (perf["generations_reused"], perf["generated"], perf["load_s"]) == (6, 0, None)
 
@@ -129,7 +116,7 @@ def test_sigkill_during_real_generation_leaves_no_engine_and_the_rerun_completes
     poll_until(lambda: "VLLM::EngineCore" in log.read_text(), 10, "the supervisor's line in the run log")
     rerun = Run(suite.path, args)
     assert rerun.wait(timeout=LOAD_S + 300) == 0, rerun.output[-4000:]
-    for case in _comparison(suite.path / "reports")["cases"]:
+    for case in latest_comparison(suite.path / "reports")["cases"]:
         assert case["status"] == "passed" and case["performance"]["generated"] == 6
 
 
@@ -146,7 +133,7 @@ def test_an_engine_core_killed_mid_run_cuts_its_cases_short_and_the_next_engine_
     run.wait_for(r"codeeval \[1/4\]", timeout=60)  # the first case reported (as an error)
     print(f"real engine, EngineCore killed: its cases errored {time.monotonic() - t0:.1f} s later")
     assert run.wait(timeout=LOAD_S + 300) == 1, run.output[-4000:]
-    by = {(c["preset"], c["dataset"]): c for c in _comparison(suite.path / "reports")["cases"]}
+    by = {(c["preset"], c["dataset"]): c for c in latest_comparison(suite.path / "reports")["cases"]}
     for dataset in DATASETS:
         dead = by[("memory_optimized", dataset)]
         assert dead["status"] == "error" and "killed by SIGKILL" in dead["cut_short"], dead
@@ -170,4 +157,4 @@ def test_xdist_sigterm_to_the_process_group_ends_every_workers_engine(suite: pyt
     took, left = wait_all_gone(engine, timeout=60)
     assert not left, f"{left}\n{run.output[-4000:]}"
     print(f"real engines under xdist, SIGTERM to the group: gone {took:.2f} s after the run exited")
-    assert _comparison(suite.path / "reports")["cases"]  # the controller reported what had finished
+    assert latest_comparison(suite.path / "reports")["cases"]  # the controller reported what had finished
