@@ -122,12 +122,22 @@ def case_performance(generations: Sequence[Sequence[Generation]], engine: Cachin
                                   key=lambda d: (len(d), d))) or None,
         host=next(iter(hosts)) if len(hosts) == 1 else None,
         node=", ".join(nodes) or None,
-        windows=[[round(c.started_at, 3), round(c.started_at + c.wall_s, 3)] for c in here] or None,
+        windows=busy_windows(here, engine.stats.load_window if loaded_here else None),
         generated=generated,
         generations_reused=len(gens) - generated,
         verdicts_reused=scored.get("verdicts_reused", 0),
         scored=scored.get("scored", 0),
     )
+
+
+def busy_windows(calls: Sequence[Any], load_window: Sequence[float] | None) -> list[list[float]] | None:
+    """When the case's engine kept its devices busy in this run: the calls that made
+    its samples and, where it loaded here, its load (a preset compiling on one xdist
+    worker slowed the other worker's generation fourfold; overlap.py reads these)."""
+    windows = [[round(c.started_at, 3), round(c.started_at + c.wall_s, 3)] for c in calls]
+    if windows and load_window:
+        windows.insert(0, [round(load_window[0], 3), round(load_window[1], 3)])
+    return windows or None
 
 
 def busy_seconds(calls: Sequence[tuple[float, float]]) -> float:

@@ -83,3 +83,39 @@ def test_the_throughput_gate_skips_shared_timings() -> None:
     assert [f["kind"] for f in check_case(now, gate) if f["regression"]] == ["throughput"]
     kinds = [f["kind"] for f in check_case(now, gate, shared_timing=True)]
     assert "throughput" not in kinds and "throughput_not_gated" in kinds
+
+
+def test_an_engine_loading_keeps_its_devices_busy() -> None:
+    """Measured: a preset compiling on one xdist worker (no generation yet) held
+    the other worker's engine to 29 tokens/s against ~115 alone. The load is part
+    of an engine's busy windows, so that case is flagged too."""
+    import time
+    from types import SimpleNamespace
+
+    from pytest_codeeval.engines.base import Engine
+    from pytest_codeeval.runner import busy_windows
+
+    class SlowLoad(Engine):
+        kind = "slow-load"
+
+        def _load(self) -> None:
+            time.sleep(0.05)
+
+        def generate(self, requests):  # pragma: no cover - not called
+            return []
+
+    engine = SlowLoad("m")
+    before = time.time()
+    engine.load()
+    start, end = engine.stats.load_window
+    assert before <= start and end - start >= 0.05 and end <= time.time()
+    call = SimpleNamespace(started_at=end + 1.0, wall_s=2.0)
+    assert busy_windows([call], engine.stats.load_window) == [[round(start, 3), round(end, 3)],
+                                                               [round(end + 1.0, 3), round(end + 3.0, 3)]]
+    assert busy_windows([], engine.stats.load_window) is None  # every sample from the store: nothing timed here
+    # the other worker generated while this one compiled: both figures are flagged
+    compiling = _case("m", "performance", [[0, 100], [100, 110]])
+    generating = _case("m", "balanced", [[50, 60]])
+    mark_overlaps([compiling, generating])
+    assert generating.performance.overlapped_with == ["m@performance"]
+    assert compiling.performance.overlapped_with == ["m@balanced"]

@@ -91,6 +91,9 @@ class EngineStats:
     memory_kind: str | None = None  # "gpu" (NVML) or "cpu_rss" (engine processes); None: not measured
     device: str | None = None
     devices: list[str] = field(default_factory=list)  # the GPUs it runs on, as CUDA_VISIBLE_DEVICES names them
+    # Wall-clock [start, end] of load() in this process (preparation, load,
+    # warm-up): compiling a preset keeps the devices as busy as generating.
+    load_window: list[float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -119,10 +122,11 @@ class Engine(ABC):
 
     def load(self) -> None:
         """Load the model and warm it up (timed into ``stats.load_seconds``; preparation apart)."""
-        start = time.perf_counter()
+        start, began = time.perf_counter(), time.time()
         self._load()
         self._warm_up()
         self.stats.load_seconds = time.perf_counter() - start - (self.stats.prepare_seconds or 0.0)
+        self.stats.load_window = [began, time.time()]
         self._loaded = True
 
     def _load(self) -> None:  # engines without a model have nothing to load
