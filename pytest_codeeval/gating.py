@@ -232,7 +232,7 @@ def check_case(result: CaseResult, gate: GateOptions, shared_timing: bool = Fals
         if shared and now is not None and before:
             out.append(_finding(cid, "throughput_not_gated", False,
                                 "throughput not gated: " + ("the baseline's" if not shared_timing else "this run's") +
-                                " speed was measured while another engine generated on the same devices; " +
+                                " speed was measured while another engine loaded or generated on the same devices; " +
                                 TIMING_ADVICE))
         elif now is not None and before:
             floor = (1.0 - gate.max_throughput_drop) * before

@@ -55,6 +55,8 @@ def test_overlapping_presets_get_no_speed_claim_and_are_flagged(tmp_path) -> Non
     assert all(r["tokens_per_s"] is None and r["overlapped_with"]
                for r in comp["presets_compared"]["m"].values())
     assert "faster" not in comp["recommendation"] and "tokens/s" not in comp["recommendation"]
+    assert "was measured while another engine shared their devices (⚠), so speed cannot break the tie" \
+        in comp["recommendation"]
     plots = {p.name for p in out["paths"]["plots"].iterdir()}
     assert not any("throughput" in p or "score_vs_speed" in p for p in plots)
     md = out["paths"]["markdown"].read_text()

@@ -126,7 +126,7 @@ TIMING_ADVICE = ("For comparable figures run the models one after another (no xd
 
 
 def timing_conditions(cases: list[dict[str, Any]]) -> dict[str, Any]:
-    """Which cases were timed while another engine generated on the same devices (overlap.py)."""
+    """Which cases were timed while another engine loaded or generated on the same devices (overlap.py)."""
     overlapped = {c["case_id"]: (c.get("performance") or {}).get("overlapped_with") for c in cases}
     return {"overlapped": {cid: others for cid, others in overlapped.items() if others},
             "advice": TIMING_ADVICE}

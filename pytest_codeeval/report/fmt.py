@@ -55,7 +55,7 @@ def nbytes(n: int | None) -> str:
     return str(n)
 
 
-OVERLAP = "⚠"  # a figure measured while another engine generated on the same devices
+OVERLAP = "⚠"  # a figure measured while another engine loaded or generated on the same devices
 
 
 def memory(perf: dict[str, Any]) -> str:
@@ -70,7 +70,7 @@ def memory(perf: dict[str, Any]) -> str:
 
 
 def overlapped(perf: dict[str, Any]) -> bool:
-    """Whether another engine generated on the same devices while this one did (overlap.py)."""
+    """Whether another engine loaded or generated on the same devices while this one did (overlap.py)."""
     return bool(perf.get("overlapped_with"))
 
 

@@ -201,7 +201,7 @@ def timing_section(comparison: dict[str, Any]) -> list[str]:
         return []
     shown = "; ".join(f"`{cid}` with {', '.join(others)}" for cid, others in list(flagged.items())[:8])
     more = f" and {len(flagged) - 8} more" if len(flagged) > 8 else ""
-    return [f"{fmt.OVERLAP} = measured while another engine generated on the same devices ({shown}{more}): these "
+    return [f"{fmt.OVERLAP} = measured while another engine loaded or generated on the same devices ({shown}{more}): these "
             "speeds and memory figures are not comparable and are kept out of speed rankings, the recommendation, "
             f"the plots and the throughput gate. {timing['advice']}", ""]
 

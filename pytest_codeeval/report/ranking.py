@@ -217,7 +217,8 @@ def recommendation(cases: list[dict[str, Any]], ranking: list[dict[str, Any]], p
                      "per dataset in the score table. Coverage: " +
                      "; ".join(f"{r['model']} {r['completed']}/{r['planned']}" for r in ranking) + ".")
     else:
-        parts += _verdict(ranking, pair, speed)
+        shared = {model_label(c, multi) for c in cases if (c.get("performance") or {}).get("overlapped_with")}
+        parts += _verdict(ranking, pair, speed, shared - set(speed))
         parts += _specialists(cases, ranking, by_type, per_item, multi)
     weak = by_type.get(top["model"], {}).get("weaknesses") or []
     if weak and top["rank"] is not None and len(ranking) > 1:
@@ -238,7 +239,9 @@ def recommendation(cases: list[dict[str, Any]], ranking: list[dict[str, Any]], p
     return " ".join(parts)
 
 
-def _verdict(ranking: list[dict[str, Any]], pair: dict[str, Any] | None, speed: dict[str, float]) -> list[str]:
+def _verdict(ranking: list[dict[str, Any]], pair: dict[str, Any] | None, speed: dict[str, float],
+             shared: set[str] = frozenset()) -> list[str]:
+    """``shared``: models whose speed was measured only while another engine shared their devices."""
     first, second = ranking[0], ranking[1]
     lead = (f"{first['model']} has the highest mean score, {_p(first['mean_score'])}{_ci(first)} over "
             f"{first['n_datasets']} dataset(s), against {second['model']}'s {_p(second['mean_score'])}.")
@@ -264,8 +267,16 @@ def _verdict(ranking: list[dict[str, Any]], pair: dict[str, Any] | None, speed: 
         faster, slower = (a, b) if speed[a] >= speed[b] else (b, a)
         return [lead, tied + f" {faster} is faster ({speed[faster]:.0f} against {speed[slower]:.0f} tokens/s), "
                 f"so it is the better buy."]
-    unmeasured = [m for m in (a, b) if m not in speed]
-    return [lead, tied + f" No speed was measured for {' and '.join(unmeasured)}, so speed cannot break the tie."]
+    unmeasured = [m for m in (a, b) if m not in speed and m not in shared]
+    sharing = [m for m in (a, b) if m in shared]
+    why = []
+    if unmeasured:
+        why.append(f"no speed was measured for {' and '.join(unmeasured)}")
+    if sharing:
+        why.append(f"the speed of {' and '.join(sharing)} was measured while another engine shared "
+                   f"{'its' if len(sharing) == 1 else 'their'} devices (⚠)")
+    reason = "; ".join(why)
+    return [lead, tied + f" {reason[0].upper()}{reason[1:]}, so speed cannot break the tie."]
 
 
 def _specialists(cases: list[dict[str, Any]], ranking: list[dict[str, Any]], by_type: dict[str, dict[str, Any]],
