@@ -140,7 +140,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         if not _is_worker(config) and not config.pluginmanager.has_plugin("codeeval-progress"):
             from .progress import ProgressPlugin
 
-            config.pluginmanager.register(ProgressPlugin(len(state.selected), config), "codeeval-progress")
+            engine_of = {c.id: c.engine_key for c in state.selected}
+            config.pluginmanager.register(ProgressPlugin(len(state.selected), config, engine_of), "codeeval-progress")
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

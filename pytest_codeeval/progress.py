@@ -272,20 +272,45 @@ def _terminal_stream(config: Any) -> tuple[TextIO | None, bool]:
 class RunProgress:
     """Controller-side: counts finished cases and estimates the time left."""
 
-    def __init__(self, total: int, write: Callable[[str], None] | None, started: float | None = None) -> None:
+    def __init__(self, total: int, write: Callable[[str], None] | None, started: float | None = None,
+                 engine_of: dict[str, str] | None = None) -> None:
         self.total = total
         self.done = 0
         self.write = write
         self.started = started or time.time()
         self.log = get_logger("progress")
+        # case id -> engine key: an engine's first case carries its load and the
+        # generation of all its cases (one call per engine); the rest only find
+        # and score theirs.  Averaging over cases said "ETA 10m30s" after the
+        # first case of a run that ended 2 minutes later.
+        self.engine_of = engine_of or {}
+        self.engines_seen: set[str] = set()
+        self.last_finish = self.started
+        self.follow_s, self.follow_n = 0.0, 0
 
     def eta(self) -> float | None:
         if not self.done or self.done >= self.total:
             return None
-        return (time.time() - self.started) / self.done * (self.total - self.done)
+        elapsed = time.time() - self.started
+        if not self.engines_seen:
+            return elapsed / self.done * (self.total - self.done)
+        engines_left = len(set(self.engine_of.values()) - self.engines_seen)
+        per_engine = max(elapsed - self.follow_s, 0.0) / len(self.engines_seen)
+        if not engines_left and not self.follow_n:
+            return None  # only the quick cases of loaded engines are left, and none has been timed yet
+        per_case = self.follow_s / self.follow_n if self.follow_n else 0.0
+        return per_engine * engines_left + per_case * max(self.total - self.done - engines_left, 0)
 
     def case_finished(self, result: dict[str, Any]) -> str:
         self.done += 1
+        now = time.time()
+        engine = self.engine_of.get(result.get("case_id", ""))
+        if engine is not None:
+            if engine in self.engines_seen:
+                self.follow_s += now - self.last_finish
+                self.follow_n += 1
+            self.engines_seen.add(engine)
+        self.last_finish = now
         p = result.get("performance") or {}
         score = result.get("score")
         parts = [f"[{self.done}/{self.total}] {result['case_id']}"]
@@ -329,9 +354,9 @@ class ProgressPlugin:
     """Registered on the controller: a line per finished case (not with -q),
     failures with their tracebacks into the run log."""
 
-    def __init__(self, total: int, config: Any) -> None:
+    def __init__(self, total: int, config: Any, engine_of: dict[str, str] | None = None) -> None:
         write = terminal_writer(config) if config.option.verbose >= 0 else None
-        self.run = RunProgress(total, write)
+        self.run = RunProgress(total, write, engine_of=engine_of)
         # The terminal for in-call progress (call_progress); taken now, during
         # collection, while pytest's capture is off.
         self.stream, self.tty = _terminal_stream(config) if write is not None else (None, False)

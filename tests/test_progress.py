@@ -187,3 +187,33 @@ def test_data_parallel_replicas_report_their_shares_of_one_call() -> None:
         DataParallelEngine([Replica("a"), Replica("b")]).generate(reqs)
     assert (whole.total, whole.done, whole.tokens) == (7, 7, 70) and whole.ended is not None
     assert len(whole.live_sources) == 2
+
+
+def test_the_run_eta_knows_an_engines_first_case_carries_its_generation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One call per engine: the first case of an engine takes its load and all of
+    its generation, the others only score. Averaging over cases said "ETA 10m30s"
+    after the first of 6 cases of a run that ended 2 minutes later."""
+    from pytest_codeeval import progress
+
+    now = [1000.0]
+    monkeypatch.setattr(progress.time, "time", lambda: now[0])
+    engine_of = {f"a-{d}": "a@balanced" for d in "xyz"} | {f"b-{d}": "b@balanced" for d in "xyz"}
+    run = progress.RunProgress(6, None, engine_of=engine_of)
+    now[0] += 100.0  # engine a: load + every generation
+    run.case_finished({"case_id": "a-x"})
+    assert run.eta() == pytest.approx(100.0)  # engine b still to come; nothing known of the rest yet
+    now[0] += 2.0
+    run.case_finished({"case_id": "a-y"})
+    assert run.eta() == pytest.approx(100.0 + 2.0 * 3)  # b's first case, then 3 cases at 2 s
+    now[0] += 2.0
+    run.case_finished({"case_id": "a-z"})
+    now[0] += 90.0
+    run.case_finished({"case_id": "b-x"})
+    assert run.eta() == pytest.approx(4.0)  # only b's two quick cases are left
+    one = progress.RunProgress(3, None, engine_of={"a-x": "a", "a-y": "a", "a-z": "a"})
+    one.case_finished({"case_id": "a-x"})
+    assert one.eta() is None  # the rest only score, and none has been timed yet: no guess
+    plain = progress.RunProgress(4, None)  # no engines known: the time per case
+    now[0] += 10.0
+    plain.case_finished({"case_id": "c"})
+    assert plain.eta() == pytest.approx(30.0)
