@@ -29,16 +29,15 @@ The findings (regressions and notes) are kept in ``CaseResult.gating``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from . import defaults, stats
 from .errors import CodeevalError
 from .fingerprint import dataset_sha256
-from .report.comparison import TIMING_ADVICE
+from .overlap import TIMING_ADVICE
 from .results import CaseResult
 
 REGRESSIONS = ("score", "floor", "throughput")

@@ -19,6 +19,8 @@ from typing import Sequence
 from .results import CaseResult
 
 CPU = "cpu"
+TIMING_ADVICE = ("For comparable figures run the models one after another (no xdist), or give each xdist worker its "
+                 "own GPUs (--gpus=...): engines on disjoint devices are not flagged.")
 
 
 def engine_of(case: CaseResult) -> str:
@@ -54,4 +56,4 @@ def mark_overlaps(results: Sequence[CaseResult]) -> None:
         p.overlapped_with = sorted(o for o in others if _intersect(p.windows, windows[o]))
 
 
-__all__ = ["mark_overlaps", "engine_of"]
+__all__ = ["mark_overlaps", "engine_of", "TIMING_ADVICE"]

@@ -284,6 +284,7 @@ class RunProgress:
         # and score theirs.  Averaging over cases said "ETA 10m30s" after the
         # first case of a run that ended 2 minutes later.
         self.engine_of = engine_of or {}
+        self.engines = set(self.engine_of.values())
         self.engines_seen: set[str] = set()
         self.last_finish = self.started
         self.follow_s, self.follow_n = 0.0, 0
@@ -294,7 +295,7 @@ class RunProgress:
         elapsed = time.time() - self.started
         if not self.engines_seen:
             return elapsed / self.done * (self.total - self.done)
-        engines_left = len(set(self.engine_of.values()) - self.engines_seen)
+        engines_left = len(self.engines - self.engines_seen)
         per_engine = max(elapsed - self.follow_s, 0.0) / len(self.engines_seen)
         if not engines_left and not self.follow_n:
             return None  # only the quick cases of loaded engines are left, and none has been timed yet

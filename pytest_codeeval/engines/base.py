@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 from .. import defaults
-from ..catalog import ModelSpec
+from ..catalog import SAMPLING_KEYS, ModelSpec
 from ..items import Generation, Item, Prompt
 from ..progress import reporting
 
@@ -45,6 +45,11 @@ class SamplingConfig:
     @property
     def greedy(self) -> bool:
         return self.temperature is not None and self.temperature <= 0
+
+    def set_values(self) -> dict[str, Any]:
+        """The sampling values that are set (the catalog's SAMPLING_KEYS), as both
+        vLLM's SamplingParams and its OpenAI server take them."""
+        return {k: getattr(self, k) for k in SAMPLING_KEYS if getattr(self, k) is not None}
 
     def chat_template_kwargs(self) -> dict[str, Any]:
         """What the chat template is rendered with (vLLM's ``chat_template_kwargs``)."""

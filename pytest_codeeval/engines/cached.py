@@ -94,11 +94,11 @@ class CachingEngine(Engine):
 
     # -- generation ------------------------------------------------------------------
     def generate(self, requests: Sequence[Request]) -> list[list[Generation]]:
-        stored = self._lookup(requests)
+        firsts = [self.keys(r, 1)[0] for r in requests]  # (each key hashes the request's whole config)
+        stored = self._lookup(requests, firsts)
         result: list[list[Generation] | None] = []
         missing: list[int] = []
-        for i, req in enumerate(requests):
-            first = self.keys(req, 1)[0]
+        for i, (req, first) in enumerate(zip(requests, firsts)):
             row_keys = self.keys(req, stored[first].n_samples) if first in stored else [first]
             if all(k in stored for k in row_keys):
                 result.append([stored[k].generation for k in row_keys])
@@ -116,20 +116,20 @@ class CachingEngine(Engine):
                              "new_s": new_s}
         return [r or [] for r in result]
 
-    def _lookup(self, requests: Sequence[Request]) -> dict[str, StoredGeneration]:
+    def _lookup(self, requests: Sequence[Request], firsts: Sequence[str]) -> dict[str, StoredGeneration]:
+        """``firsts``: each request's first-sample key."""
         if self.fresh and not self.calls_made:
             return {}
-        stored = self.store.get_generations([self.keys(r, 1)[0] for r in requests])
+        stored = self.store.get_generations(list(firsts))
         # An item whose first sample is stored may have more (replay files, n > 1).
-        more = [k for r in requests for k in self._rest(r, stored)]
+        more = [k for r, first in zip(requests, firsts) for k in self._rest(r, first, stored)]
         if more:
             stored.update(self.store.get_generations(more))
         if self.fresh:  # only what this run made counts
             stored = {k: g for k, g in stored.items() if g.generation.call_id in self.calls_made}
         return stored
 
-    def _rest(self, request: Request, stored: dict[str, StoredGeneration]) -> list[str]:
-        first = self.keys(request, 1)[0]
+    def _rest(self, request: Request, first: str, stored: dict[str, StoredGeneration]) -> list[str]:
         return self.keys(request, stored[first].n_samples)[1:] if first in stored and stored[first].n_samples > 1 else []
 
     def _generate_and_store(self, requests: list[Request]) -> tuple[list[list[Generation]], float]:

@@ -21,22 +21,7 @@ GIB = 1024**3
 
 def process_tree_rss(pid: int | None = None) -> int:
     """RSS in bytes of a process and all its descendants (0 where psutil is missing)."""
-    try:
-        import psutil
-    except ImportError:
-        return 0
-    try:
-        root = psutil.Process(pid or os.getpid())
-        procs = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return 0
-    total = 0
-    for proc in procs:
-        try:
-            total += proc.memory_info().rss
-        except psutil.Error:  # a child that exited between listing and reading
-            pass
-    return total
+    return rss_of({pid or os.getpid()})
 
 
 def child_pids(pid: int | None = None) -> set[int]:

@@ -296,9 +296,7 @@ class ServerEngine(ModelEngine):
             "n": 1 if greedy else max(1, int(sampling.n)),
         }
         # top_k, min_p and repetition_penalty are vLLM's extensions of the OpenAI API.
-        body.update({k: getattr(sampling, k) for k in ("temperature", "top_p", "top_k", "min_p",
-                                                       "repetition_penalty", "presence_penalty")
-                     if getattr(sampling, k) is not None})
+        body.update(sampling.set_values())
         if greedy:
             body["top_p"] = 1.0
         if prompt.stop:

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from .. import defaults
-from ..catalog import ModelSpec
+from ..catalog import SAMPLING_KEYS, ModelSpec
 from ..errors import EngineError
 from ..generation import with_thinking_opened
 from ..items import Generation, Prompt
@@ -60,14 +60,8 @@ from .base import Adapter, EngineDied, ModelEngine, Request, SamplingConfig
 from .supervisor import is_alive
 from .weights import cpu_dtype, resolve_weights
 
-def _greedy(sampling: SamplingConfig) -> bool:
-    return sampling.greedy
-
-
 # vLLM's allowed max_lora_rank values (vllm/config/lora.py MaxLoRARanks, 0.32).
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
-# SamplingConfig fields that map one to one onto SamplingParams.
-SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "presence_penalty")
 
 
 # Memory still held on the device after a close, beyond what was used before
@@ -351,7 +345,7 @@ class VLLMEngine(ModelEngine):
             p_tokens = len(out.prompt_token_ids or ())
             prompt_tokens += p_tokens
             ordered = sorted(out.outputs, key=lambda c: c.index)
-            if _greedy(settings[i]):
+            if settings[i].greedy:
                 ordered = ordered[:1] * n
             rendered = getattr(out, "prompt", None) if isinstance(getattr(out, "prompt", None), str) else None
             for j, c in enumerate(ordered):
@@ -361,7 +355,7 @@ class VLLMEngine(ModelEngine):
             completion_tokens += sum(len(c.token_ids) for c in out.outputs)
         self.stats.peak_memory_bytes = max(self.stats.peak_memory_bytes or 0, sampler.peak)
         n_max = max((r.sampling.n for r in requests), default=1)
-        self.last_call = self.call_figures(wall, len(requests), n_max, any(_greedy(x) for x in settings),
+        self.last_call = self.call_figures(wall, len(requests), n_max, any(x.greedy for x in settings),
                                            prompt_tokens, completion_tokens, peak_memory_bytes=sampler.peak,
                                            prompts_too_long=len(too_long),
                                            seed_scope="request" if self._on_gpu else "engine")
@@ -424,12 +418,12 @@ class VLLMEngine(ModelEngine):
         """``sampling`` as effective_sampling made it: a value still None is vLLM's default."""
         # vLLM refuses n > 1 with greedy decoding ("n must be 1 when using greedy
         # sampling"); greedy samples are identical, so one is generated and copied.
-        greedy = _greedy(sampling)
+        greedy = sampling.greedy
         kwargs: dict[str, Any] = {
             "n": 1 if greedy else max(1, int(sampling.n)),
             "max_tokens": int(sampling.max_new_tokens),
         }
-        kwargs.update({k: getattr(sampling, k) for k in SAMPLING_FIELDS if getattr(sampling, k) is not None})
+        kwargs.update(sampling.set_values())
         if greedy:
             kwargs["top_p"] = 1.0
         if stop:
@@ -442,10 +436,10 @@ class VLLMEngine(ModelEngine):
         """With --sampling model, what the catalog does not pin comes from the model's
         generation_config.json (vLLM's generation_config="auto" reads it; it applies it
         only to requests without SamplingParams, so it is merged here)."""
-        if sampling.mode != "model" or all(getattr(sampling, k) is not None for k in SAMPLING_FIELDS):
+        if sampling.mode != "model" or all(getattr(sampling, k) is not None for k in SAMPLING_KEYS):
             return sampling
         defaults_ = self.model_sampling_defaults()
-        fill = {k: defaults_[k] for k in SAMPLING_FIELDS if getattr(sampling, k) is None and k in defaults_}
+        fill = {k: defaults_[k] for k in SAMPLING_KEYS if getattr(sampling, k) is None and k in defaults_}
         return dataclasses.replace(sampling, **fill) if fill else sampling
 
     def model_sampling_defaults(self) -> dict[str, Any]:
@@ -455,7 +449,7 @@ class VLLMEngine(ModelEngine):
                 diff = dict(self._llm.model_config.get_diff_sampling_param())
             except Exception as e:  # an older vLLM without it: the engine's neutral defaults
                 diff, self.stats.extra["generation_config_error"] = {}, f"{type(e).__name__}: {e}"
-            self._model_sampling = {k: v for k, v in diff.items() if k in SAMPLING_FIELDS}
+            self._model_sampling = {k: v for k, v in diff.items() if k in SAMPLING_KEYS}
             self.stats.extra["generation_config_sampling"] = dict(self._model_sampling)
         return self._model_sampling
 

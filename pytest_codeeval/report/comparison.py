@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import defaults, stats
+from ..overlap import TIMING_ADVICE
 from ..results import NOT_JUDGED, UNVERIFIED, case_fields
+from .fmt import timed_alone
 from .ranking import (completed, dataset_order, model_label, paired, paired_comparison, ranking_basis, rankings,
                       recommendation, strengths, unranked)
 
@@ -121,8 +123,6 @@ def not_judged_summary(cases: list[dict[str, Any]]) -> dict[str, Any]:
     return {"flag_share": defaults.NOT_JUDGED_FLAG_SHARE, "cases": rows}
 
 
-TIMING_ADVICE = ("For comparable figures run the models one after another (no xdist), or give each xdist worker its "
-                 "own GPUs (--gpus=...): engines on disjoint devices are not flagged.")
 
 
 def timing_conditions(cases: list[dict[str, Any]]) -> dict[str, Any]:
@@ -153,7 +153,7 @@ def compare_presets(cases: list[dict[str, Any]]) -> dict[str, dict[str, dict[str
             # timed while another engine used the same devices: no comparable speed or memory
             row["overlapped_with"] = sorted(set(row["overlapped_with"]) | set(perf["overlapped_with"]))
             continue
-        if perf.get("tokens_per_s") is not None and perf.get("generation_s"):
+        if timed_alone(perf):
             row["_timed_tokens"] += perf.get("completion_tokens") or 0
             row["_generation_s"] += perf["generation_s"]
         for key in ("load_s", "prepare_s"):

@@ -74,6 +74,12 @@ def overlapped(perf: dict[str, Any]) -> bool:
     return bool(perf.get("overlapped_with"))
 
 
+def timed_alone(perf: dict[str, Any]) -> bool:
+    """A generation speed that was measured (a timed call) with the devices to itself:
+    the only kind a speed ranking, total or plot may use."""
+    return perf.get("tokens_per_s") is not None and bool(perf.get("generation_s")) and not overlapped(perf)
+
+
 def speed(perf: dict[str, Any]) -> str:
     """tokens/s, flagged when another engine shared the devices at the time."""
     text = rate(perf.get("tokens_per_s"))

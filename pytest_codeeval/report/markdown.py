@@ -12,7 +12,6 @@ from .fmt import pct
 from .ranking import model_label
 
 # Re-exported for callers of the older names.
-fmt_bytes = fmt.nbytes
 
 
 def _table(rows: list[list[Any]], headers: list[str]) -> str:

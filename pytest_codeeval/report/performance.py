@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from .fmt import timed_alone
 from .ranking import model_label
 
 PERF_FIELDS = ("prepare_s", "load_s", "tokens_per_s", "completion_tokens", "prompt_tokens", "generation_s", "scoring_s",
@@ -34,8 +35,7 @@ def performance_by_model(comparison: dict[str, Any]) -> dict[str, dict[str, Any]
     for entry in out.values():
         cs = entry["cases"]
         # totals over what was timed alone on its devices (overlap.py): a shared device's figure compares with nothing
-        timed = [c for c in cs if c.get("tokens_per_s") is not None and c.get("generation_s")
-                 and not c.get("overlapped_with")]
+        timed = [c for c in cs if timed_alone(c)]
         toks = sum(c.get("completion_tokens") or 0 for c in timed)
         secs = sum(c["generation_s"] for c in timed)
         entry["totals"] = {

@@ -18,7 +18,7 @@ from collections import defaultdict
 from typing import Any
 
 from .. import stats
-from .fmt import p_is
+from .fmt import p_is, pct, points, timed_alone
 
 
 def model_label(case: dict[str, Any], multi_preset: bool) -> str:
@@ -190,7 +190,7 @@ def measured_speed(cases: list[dict[str, Any]], multi: bool) -> dict[str, float]
     secs: dict[str, float] = defaultdict(float)
     for c in cases:
         p = c.get("performance") or {}
-        if p.get("tokens_per_s") is None or not p.get("generation_s") or p.get("overlapped_with"):
+        if not timed_alone(p):
             continue
         toks[model_label(c, multi)] += p.get("completion_tokens") or 0
         secs[model_label(c, multi)] += p["generation_s"]
@@ -209,7 +209,7 @@ def recommendation(cases: list[dict[str, Any]], ranking: list[dict[str, Any]], p
     parts: list[str] = []
     top = ranking[0]
     if len(ranking) == 1:
-        parts.append(f"Only one model completed a case: {top['model']} scored {_p(top['mean_score'])} on average"
+        parts.append(f"Only one model completed a case: {top['model']} scored {pct(top['mean_score'])} on average"
                      f"{_ci(top)} over {top['n_datasets']} dataset(s); compare it with another model or with a "
                      "baseline (--baseline) before choosing.")
     elif top["rank"] is None:
@@ -243,15 +243,15 @@ def _verdict(ranking: list[dict[str, Any]], pair: dict[str, Any] | None, speed: 
              shared: set[str] = frozenset()) -> list[str]:
     """``shared``: models whose speed was measured only while another engine shared their devices."""
     first, second = ranking[0], ranking[1]
-    lead = (f"{first['model']} has the highest mean score, {_p(first['mean_score'])}{_ci(first)} over "
-            f"{first['n_datasets']} dataset(s), against {second['model']}'s {_p(second['mean_score'])}.")
+    lead = (f"{first['model']} has the highest mean score, {pct(first['mean_score'])}{_ci(first)} over "
+            f"{first['n_datasets']} dataset(s), against {second['model']}'s {pct(second['mean_score'])}.")
     if first["mean_score"] == second["mean_score"]:
-        lead = (f"{first['model']} and {second['model']} have the same mean score, {_p(first['mean_score'])}, over "
+        lead = (f"{first['model']} and {second['model']} have the same mean score, {pct(first['mean_score'])}, over "
                 f"{first['n_datasets']} dataset(s).")
     if pair is None:
         return [lead, f"They share no scored item, so the difference cannot be tested: no recommendation."]
-    diff = (f"{100 * pair['difference']:+.1f} points for {pair['model_a']}, 95% CI {100 * pair['low']:+.1f} to "
-            f"{100 * pair['high']:+.1f}, {p_is(pair['p_value'])}")
+    diff = (f"{points(pair['difference'])} points for {pair['model_a']}, 95% CI {points(pair['low'])} to "
+            f"{points(pair['high'])}, {p_is(pair['p_value'])}")
     on = f"on the {pair['n_items']} items both answered"
     if pair["significant"]:
         better, worse = ((pair["model_a"], pair["model_b"]) if pair["difference"] > 0
@@ -293,14 +293,10 @@ def _specialists(cases: list[dict[str, Any]], ranking: list[dict[str, Any]], by_
             continue
         pair = paired(cases, best, top, [d for d in basis if task_of[d] == t], per_item, multi)
         if pair is not None and pair["significant"] and pair["difference"] > 0:
-            found.append(f"{t}: {best} ({_p(by_type[best]['by_task_type'][t]['score'])}, "
-                         f"{100 * pair['difference']:+.1f} points over {top}, {p_is(pair['p_value'])})")
+            found.append(f"{t}: {best} ({pct(by_type[best]['by_task_type'][t]['score'])}, "
+                         f"{points(pair['difference'])} points over {top}, {p_is(pair['p_value'])})")
     return ["Where one task type matters most, pick its leader instead: " + "; ".join(found) + "."] if found else []
 
 
-def _p(v: float | None) -> str:
-    return "—" if v is None else f"{100 * v:.1f}%"
-
-
 def _ci(row: dict[str, Any]) -> str:
-    return f" (95% CI {_p(row['ci_low'])}–{_p(row['ci_high'])})" if row.get("ci_low") is not None else ""
+    return f" (95% CI {pct(row['ci_low'])}–{pct(row['ci_high'])})" if row.get("ci_low") is not None else ""

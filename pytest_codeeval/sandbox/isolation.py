@@ -44,13 +44,12 @@ _ROOT_CAPS = {"CAP_SETUID": 7, "CAP_SETGID": 6, "CAP_KILL": 5, "CAP_CHOWN": 0, "
 
 def _own_caps() -> int:
     """This process's effective capabilities (a bit per capability)."""
+    from .server import _capabilities  # the server reads its own the same way
+
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("CapEff:"):
-                return int(line.split()[1], 16)
-    except (OSError, ValueError):
-        pass
-    return 0
+        return int(_capabilities(), 16)
+    except ValueError:
+        return 0
 # The server's whole environment; it removes these at start, so samples get
 # an empty one.  LD_BIND_NOW: the server resolves every library symbol when
 # it loads, so no forked child resolves one again (each would write to a

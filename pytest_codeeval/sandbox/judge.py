@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .limits import Limits, TimeLimits, Timing
-from .remote import (Broken, CandidateAborted, SampleDied, SampleEnded, SampleSignal, Session, Timeout, Unverified)
+from .remote import (Broken, SampleDied, SampleEnded, SampleSignal, Session, Timeout, Unverified)
 from .worker import SandboxBroken, Worker
 
 VERDICTS = ("passed", "failed", "timeout", "memory", "crashed", "unverified", "sandbox_error")
@@ -204,12 +204,12 @@ def judge_sample(worker: Worker, job: SampleJob, limits: Limits, measure: bool =
     signal = session.ended
     if isinstance(signal, Broken):
         worker.kill()
-        raise SandboxBroken(signal.why)
+        raise SandboxBroken(signal.detail)
     if isinstance(signal, Timeout):
         worker.kill()  # from outside: the whole sandbox goes, the pool starts a fresh one
-        return Outcome("timeout", f"over the time limit in {signal.where}", seconds=time.monotonic() - start)
+        return Outcome("timeout", f"over the time limit in {signal.detail}", seconds=time.monotonic() - start)
     if session.channel is None:  # the sample never started: the test could not even ask it
-        outcome = Outcome("unverified", signal.reason) if isinstance(signal, Unverified) else result
+        outcome = Outcome("unverified", signal.detail) if isinstance(signal, Unverified) else result
         if outcome is None:  # (never expected: every other way out goes through the sample)
             outcome = Outcome("unverified", f"the test ended before reaching the sample ({signal!r})")
         outcome.seconds = time.monotonic() - start
@@ -226,10 +226,8 @@ def judge_sample(worker: Worker, job: SampleJob, limits: Limits, measure: bool =
         outcome = _from_death(reply, oom_kills)
     elif isinstance(signal, SampleEnded):
         outcome = Outcome(signal.verdict, signal.detail)
-    elif isinstance(signal, CandidateAborted):
-        outcome = Outcome("failed", signal.detail)
     elif isinstance(signal, Unverified):
-        outcome = Outcome("unverified", signal.reason)
+        outcome = Outcome("unverified", signal.detail)
     else:
         assert result is not None
         outcome = result

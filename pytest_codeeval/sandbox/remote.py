@@ -53,13 +53,16 @@ CONTROL_FLOW = frozenset({"StopIteration", "StopAsyncIteration", "GeneratorExit"
 # --- how a sample ends early (BaseException: a test's ``except Exception`` cannot swallow them) ---
 
 class SampleSignal(BaseException):
-    """Base of the ways a sample's run ends before its test does."""
+    """Base of the ways a sample's run ends before its test does; ``detail``
+    says how (where it timed out, why it is unverified or the sandbox broke)."""
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(detail)
+        self.detail = detail
 
 
 class Timeout(SampleSignal):
-    def __init__(self, where: str) -> None:
-        super().__init__(where)
-        self.where = where
+    """``detail``: where the sample was when the deadline passed."""
 
 
 class SampleDied(SampleSignal):
@@ -70,29 +73,14 @@ class SampleEnded(SampleSignal):
     def __init__(self, verdict: str, detail: str) -> None:
         super().__init__(detail)
         self.verdict = verdict
-        self.detail = detail
-
-
-class CandidateAborted(SampleSignal):
-    """The candidate raised a control-flow exception (StopIteration, SystemExit, ...)."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
 
 
 class Unverified(SampleSignal):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    """Only the sample could decide the verdict: ``detail`` says why."""
 
 
 class Broken(SampleSignal):
     """The sandbox itself failed (the judge retries the sample on a fresh server)."""
-
-    def __init__(self, why: str) -> None:
-        super().__init__(why)
-        self.why = why
 
 
 class CandidateError(Exception):
@@ -552,7 +540,8 @@ class Session:
             return StopIteration()  # the iterator protocol's own end, asked for
         cls = getattr(builtins, name, None) if builtin else None
         if builtin and (name in CONTROL_FLOW or not (isinstance(cls, type) and issubclass(cls, Exception))):
-            return self._end(CandidateAborted(f"candidate raised {name}: {msg}".rstrip(": ")))
+            # a control-flow exception (StopIteration, SystemExit, ...): the sample fails, the test's flow stays its own
+            return self._end(SampleEnded("failed", f"candidate raised {name}: {msg}".rstrip(": ")))
         exc: BaseException
         try:
             exc = cls(msg) if isinstance(cls, type) else CandidateError(f"{name}: {msg}")
@@ -587,4 +576,4 @@ class Session:
 
 
 __all__ = ["Session", "RemoteObject", "Channel", "SampleSignal", "Timeout", "SampleDied", "SampleEnded",
-           "CandidateAborted", "Unverified", "Broken", "CandidateError", "CONTROL_FLOW"]
+           "Unverified", "Broken", "CandidateError", "CONTROL_FLOW"]

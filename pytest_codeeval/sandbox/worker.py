@@ -264,7 +264,7 @@ class Worker:
         judge_end, sample_end = socket.socketpair()
         try:
             send_msg(self.ctrl, {"op": "end", "status": status}, fds=[sample_end.fileno()])
-            slow = self.level == "rlimits" or self.protections.get("fresh_tmp_per_sample") is not True
+            slow = self.protections.get("fresh_tmp_per_sample") is not True  # (never set at the rlimits level)
             self.ctrl.settimeout(END_TIMEOUT_RLIMITS_S if slow else END_TIMEOUT_S)
             reply = recv_msg(self.ctrl)
         except (OSError, EOFError, WireError) as e:
